@@ -1,0 +1,66 @@
+"""5-point similarity alignment in numpy + Pillow (no OpenCV).
+
+A similarity transform (rotation, uniform scale, translation) is fitted from the detected landmarks to the
+model's template by least squares (Umeyama 1991), and the crop is warped with Pillow's affine transform.
+Pixels that fall outside the photo are black (a constant border), in training and in serving alike.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+# ArcFace / insightface 112x112 template: eyes, nose tip, mouth corners, in image coordinates.
+ARCFACE_112: tuple[tuple[float, float], ...] = (
+    (38.2946, 51.6963),
+    (73.5318, 51.5014),
+    (56.0252, 71.7366),
+    (41.5493, 92.3655),
+    (70.7299, 92.2041),
+)
+
+
+def similarity_transform(src: NDArray[np.floating], dst: NDArray[np.floating]) -> NDArray[np.float64]:
+    """Least-squares similarity transform mapping ``src`` (N, 2) onto ``dst`` (N, 2); returns a 2x3 matrix."""
+    src = np.asarray(src, dtype=np.float64)
+    dst = np.asarray(dst, dtype=np.float64)
+    src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
+    src_c, dst_c = src - src_mean, dst - dst_mean
+    cov = dst_c.T @ src_c / len(src)
+    u, s, vt = np.linalg.svd(cov)
+    sign = np.ones(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[-1] = -1  # reflection: flip the smallest singular direction
+    rotation = u @ np.diag(sign) @ vt
+    scale = float(np.sum(s * sign) / np.mean(np.sum(src_c**2, axis=1)))
+    matrix = np.zeros((2, 3))
+    matrix[:, :2] = scale * rotation
+    matrix[:, 2] = dst_mean - scale * rotation @ src_mean
+    return matrix
+
+
+def warp(image: Image.Image, matrix: NDArray[np.float64], size: tuple[int, int]) -> NDArray[np.uint8]:
+    """Warp ``image`` by the 2x3 forward ``matrix`` into a ``size`` = (width, height) RGB crop ``(H, W, 3)``."""
+    full = np.vstack([matrix, [0.0, 0.0, 1.0]])
+    inverse = np.linalg.inv(full)[:2]  # Pillow wants output -> input
+    # Pillow samples at pixel centres offset by 0.5 relative to the usual convention; compensate so the
+    # landmark that maps to template (x, y) lands on pixel (x, y) as with OpenCV's warpAffine.
+    shift = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])
+    inverse = (np.vstack([inverse, [0.0, 0.0, 1.0]]) @ np.linalg.inv(shift))[:2]
+    inverse = (shift @ np.vstack([inverse, [0.0, 0.0, 1.0]]))[:2]
+    crop = image.transform(size, Image.Transform.AFFINE, tuple(inverse.reshape(-1)), Image.Resampling.BILINEAR)
+    return np.asarray(crop, dtype=np.uint8)
+
+
+def template_for(template: NDArray[np.floating], size: tuple[int, int], base: tuple[int, int]) -> NDArray[np.float64]:
+    """Scale a template defined on a ``base`` (width, height) crop to a ``size`` crop."""
+    factor = np.array([size[0] / base[0], size[1] / base[1]])
+    return np.asarray(template, dtype=np.float64) * factor
+
+
+def align(
+    image: Image.Image, landmarks: NDArray[np.floating], template: NDArray[np.floating], size: tuple[int, int]
+) -> NDArray[np.uint8]:
+    """Crop the face with 5 ``landmarks`` (5, 2) from an RGB ``image`` onto ``template`` at ``size`` (W, H)."""
+    return warp(image, similarity_transform(landmarks, template), size)

@@ -1,0 +1,1 @@
+"""Training subproject: distil a compact face-embedding student from SFace + dlib ResNet neurons (MobileID)."""

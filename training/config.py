@@ -1,0 +1,94 @@
+"""Run configuration: typed dataclasses read from a YAML file, with ``key.sub=value`` overrides from the CLI.
+
+The resolved configuration is saved in the run folder next to what it produced, and its hash travels into
+the model manifest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from training.selection import SelectionConfig
+from training.student import StudentConfig
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 3e-3
+    weight_decay: float = 5e-4
+    mse_weight: float = 1.0
+    cos_weight: float = 1.0
+    threads: int = 2
+    max_minutes: float = 45.0  # stop (and keep the best checkpoint) when the wall-clock budget is spent
+    augment: bool = True
+    seed: int = 0
+
+
+@dataclass
+class DataConfig:
+    sets: list[str] = field(default_factory=lambda: ["celeba", "celeba_wild", "utkface"])
+    limit_per_set: int | None = None
+    views: list[int] = field(default_factory=lambda: [0, 1])
+    lfw_pairs_per_fold: int | None = None  # None = all 600 per fold
+
+
+@dataclass
+class RunConfig:
+    name: str = "student"
+    teachers: list[str] = field(default_factory=lambda: ["sface", "dlib"])
+    data: DataConfig = field(default_factory=DataConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    flip_average: bool = True
+    publish_as: str | None = None  # model name in models/manifest.json
+    publish_default: bool = False  # make it the service's default model
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _build(cls: type, values: dict[str, Any]) -> Any:
+    kwargs = {}
+    hints = {f.name: f for f in dataclasses.fields(cls)}
+    for key, value in values.items():
+        if key not in hints:
+            raise ValueError(f"unknown config key {key!r} for {cls.__name__}; known: {sorted(hints)}")
+        default = hints[key].default_factory() if hints[key].default_factory is not dataclasses.MISSING else hints[key].default  # type: ignore[misc]
+        kwargs[key] = _build(type(default), value) if dataclasses.is_dataclass(default) else value
+    return cls(**kwargs)
+
+
+def _set(tree: dict[str, Any], dotted: str, raw: str) -> None:
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+        tree = tree.setdefault(p, {})
+    tree[leaf] = yaml.safe_load(raw)
+
+
+def load_config(path: Path | None, overrides: list[str] = ()) -> RunConfig:  # type: ignore[assignment]
+    """Read a YAML run config and apply ``key.sub=value`` overrides (values parsed as YAML)."""
+    tree: dict[str, Any] = yaml.safe_load(path.read_text()) if path else {}
+    for item in overrides:
+        key, _, raw = item.partition("=")
+        if not _:
+            raise ValueError(f"override {item!r} is not key=value")
+        _set(tree, key, raw)
+    return _build(RunConfig, tree or {})
+
+
+def save_config(cfg: RunConfig, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({**cfg.to_dict(), "config_hash": cfg.hash()}, sort_keys=False))

@@ -1,0 +1,37 @@
+"""Embed a list of images through the service's alignment and a model runner (teacher or student)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from numpy.typing import NDArray
+from tqdm import tqdm
+
+from training.data import Landmarks, load_rgb
+from training.feature_cache import CropSpec
+from training.views import crop_view
+
+Runner = Callable[[NDArray[np.uint8]], NDArray[np.float32]]
+
+
+def aligned_crops(landmarks: Landmarks, spec: CropSpec, indices: NDArray[np.int64] | None = None) -> NDArray[np.uint8]:
+    """``(N, H, W, 3)`` aligned crops (black where no face was found)."""
+    indices = np.arange(len(landmarks.files)) if indices is None else indices
+    out = np.zeros((len(indices), spec.size[1], spec.size[0], 3), np.uint8)
+    for k, i in enumerate(tqdm(indices, desc=f"crop {spec.name}", unit="img", mininterval=10, leave=False)):
+        if not np.isnan(landmarks.points[i, 0, 0]):
+            out[k] = crop_view(load_rgb(landmarks.files[i]), landmarks.points[i], spec.template, spec.size)
+    return out
+
+
+def embed_crops(crops: NDArray[np.uint8], runner: Runner, flip_average: bool = False, batch: int = 64) -> NDArray[np.float32]:
+    """Run ``runner`` over crops in batches; with ``flip_average`` add the mirror image's output."""
+    outs = []
+    for lo in range(0, len(crops), batch):
+        part = crops[lo : lo + batch]
+        out = runner(part)
+        if flip_average:
+            out = out + runner(np.ascontiguousarray(part[:, :, ::-1]))
+        outs.append(out)
+    return np.concatenate(outs).astype(np.float32)

@@ -1,0 +1,128 @@
+"""Train a student to regress selected teacher neurons on cached views of the training pool.
+
+Every (image, view) pair is a sample: the student's input is its uint8 crop of the view, the target is the
+teachers' standardised neurons on the same view. Photometric augmentation (brightness, contrast, colour,
+grey, blur, a black top band like UTKFace's out-of-image border) is applied to the student's input only:
+the target stays the teacher's answer on the clean view, which teaches invariance for free.
+Checkpoints are written every epoch, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from numpy.typing import NDArray
+from tqdm import tqdm
+
+from training.config import TrainConfig
+from training.student import Student, StudentConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainData:
+    """Samples for training: ``crops`` (M, S, S, 3) uint8 and ``targets`` (M, K) float32."""
+
+    crops: NDArray[np.uint8]
+    targets: NDArray[np.float32]
+
+
+def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Photometric jitter of an ``(N, 3, S, S)`` 0-255 batch."""
+    n = x.shape[0]
+
+    def u(lo: float, hi: float) -> torch.Tensor:
+        return torch.rand(n, 1, 1, 1, generator=gen) * (hi - lo) + lo
+
+    grey = x.mean(dim=1, keepdim=True)
+    sat = torch.where(torch.rand(n, 1, 1, 1, generator=gen) < 0.1, torch.zeros(n, 1, 1, 1), u(0.6, 1.4))
+    x = grey + (x - grey) * sat
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * u(0.7, 1.3) + mean * u(0.7, 1.3)
+    blur = torch.rand(n, generator=gen) < 0.15
+    if blur.any():
+        x[blur] = F.avg_pool2d(x[blur], 3, 1, 1, count_include_pad=False)
+    band = torch.rand(n, generator=gen) < 0.25
+    if band.any():
+        rows = torch.arange(x.shape[2]).view(1, -1)
+        height = (torch.rand(n, 1, generator=gen) * x.shape[2] * 0.18).long()
+        mask = (rows < height) & band.view(-1, 1)
+        x = x * (~mask).view(n, 1, -1, 1)
+    return x.clamp(0, 255)
+
+
+def regression_loss(pred: torch.Tensor, target: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """L2 on standardised neurons plus a cosine term (verification compares by angle)."""
+    mse = F.mse_loss(pred, target)
+    cos = 1 - F.cosine_similarity(pred, target, dim=1).mean()
+    return cfg.mse_weight * mse + cfg.cos_weight * cos
+
+
+def _to_tensor(crops: NDArray[np.uint8]) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float()
+
+
+@torch.no_grad()
+def predict(model: Student, crops: NDArray[np.uint8], batch: int = 512) -> NDArray[np.float32]:
+    model.eval()
+    return torch.cat([model(_to_tensor(crops[i : i + batch])) for i in range(0, len(crops), batch)]).numpy()
+
+
+def train_student(cfg: TrainConfig, student_cfg: StudentConfig, data: TrainData, run_dir: Path,
+                  validate: callable) -> Student:  # type: ignore[valid-type]
+    """Train (or resume) a student in ``run_dir``; ``validate(model) -> dict`` is called after each epoch."""
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    model = Student(student_cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = len(data.crops) // cfg.batch_size
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.15)
+    ckpt_path, history_path = run_dir / "checkpoint.pt", run_dir / "history.json"
+    start, history, spent = 0, [], 0.0
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["opt"])
+        sched.load_state_dict(ckpt["sched"])
+        start, history, spent = ckpt["epoch"], ckpt["history"], ckpt["seconds"]
+        log.info("resuming %s at epoch %d (%.1f min spent)", run_dir, start, spent / 60)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    for epoch in range(start, cfg.epochs):
+        if spent / 60 >= cfg.max_minutes:
+            log.warning("time budget of %.0f min spent: stopping after %d epochs", cfg.max_minutes, epoch)
+            break
+        t0 = time.time()
+        model.train()
+        order = rng.permutation(len(data.crops))
+        total, bar = 0.0, tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step", mininterval=10)
+        for step in bar:
+            idx = np.sort(order[step * cfg.batch_size : (step + 1) * cfg.batch_size])
+            x = _to_tensor(data.crops[idx])
+            if cfg.augment:
+                x = augment(x, gen)
+            loss = regression_loss(model(x), torch.from_numpy(data.targets[idx]), cfg)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss)
+            if step % 50 == 0:
+                bar.set_postfix(loss=f"{total / (step + 1):.4f}")
+        spent += time.time() - t0
+        record = {"epoch": epoch + 1, "loss": total / steps_per_epoch, "minutes": spent / 60, **validate(model)}
+        history.append(record)
+        log.info("epoch %d: %s", epoch + 1, json.dumps(record))
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                    "epoch": epoch + 1, "history": history, "seconds": spent}, ckpt_path)
+        history_path.write_text(json.dumps(history, indent=1))
+    model.eval()
+    return model

@@ -118,7 +118,7 @@ class FaceDetector:
         scale = _scale_for(image.shape[0], image.shape[1], cfg)
         blob = _to_input(image, scale)
         raw = self.session.run(self.output_names, {self.input_name: blob})
-        scores, boxes, landmarks = _decode(dict(zip(self.output_names, raw)), blob.shape[2], blob.shape[3])
+        scores, boxes, landmarks = _decode(dict(zip(self.output_names, raw, strict=True)), blob.shape[2], blob.shape[3])
         candidates = np.flatnonzero(scores >= cfg.score_threshold)
         candidates = candidates[np.argsort(-scores[candidates])][: cfg.top_k]
         kept = candidates[nms(boxes[candidates], scores[candidates], cfg.nms_threshold)]

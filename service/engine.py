@@ -1,0 +1,215 @@
+"""The verification pipeline: decode -> detect -> main face -> align per component -> run -> normalise.
+
+Routes stay thin: they hand uploads to :meth:`Engine.analyse` and compare the embeddings it returns.
+Everything blocking (decoding, ONNX Runtime) happens here and is called from worker threads, never on the
+event loop. The engine is immutable after :meth:`Engine.load` and safe to share between threads
+(``InferenceSession.run`` is thread-safe).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from service.config import Settings
+from service.detection import Face, FaceDetector, main_face_index
+from service.errors import MultipleFaces, NoFace, ServiceError
+from service.imaging import DecodedImage, decode
+from service.manifest import EmbeddingModel, ManifestError, load_manifest
+from service.preprocessing import crop_face, to_tensor
+from service.sessions import LoadedComponent, SessionPool, load_component, load_detector, session_options
+from service.similarity import l2_normalise
+
+log = logging.getLogger(__name__)
+
+
+class Observer(Protocol):
+    """Receives pipeline measurements (implemented by :class:`service.metrics.Metrics`)."""
+
+    def stage(self, name: str, seconds: float) -> None: ...
+
+    def faces(self, count: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One uploaded file: ``field`` names it in errors (``image1``, ``image[2]``)."""
+
+    field: str
+    data: bytes
+    content_type: str | None = None
+    filename: str | None = None
+
+
+@dataclass(frozen=True)
+class FaceEmbedding:
+    """The main face of one photo and its unit-norm embedding ``(dim,)``."""
+
+    embedding: NDArray[np.float32]
+    face: Face
+    faces_detected: int
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What the service is serving, as reported by /info, /verify and /metrics."""
+
+    name: str
+    version: str
+    sha256: str
+    dim: int
+    threshold: float
+    spec: EmbeddingModel
+
+
+def model_sha256(spec: EmbeddingModel) -> str:
+    """The model's identity: its file's sha256, or for several components the sha256 of their sha256s."""
+    if len(spec.components) == 1:
+        return spec.components[0].sha256
+    return hashlib.sha256("\n".join(c.sha256 for c in spec.components).encode()).hexdigest()
+
+
+class Engine:
+    """Detector and embedding model, loaded once; see the module docstring."""
+
+    def __init__(
+        self,
+        detector: FaceDetector,
+        components: Sequence[LoadedComponent],
+        card: ModelCard,
+        settings: Settings,
+        observer: Observer | None = None,
+    ) -> None:
+        self.detector = detector
+        self.components = tuple(components)
+        self.card = card
+        self.max_upload_bytes = settings.max_upload_bytes
+        self.max_pixels = settings.max_pixels
+        self.observer = observer
+
+    @classmethod
+    def load(cls, settings: Settings, observer: Observer | None = None) -> Engine:
+        """Read the manifest, check every file's sha256, create and warm up the sessions.
+
+        Raises:
+            ManifestError: with a message naming what is missing or does not match.
+        """
+        started = time.perf_counter()
+        manifest = load_manifest(settings.manifest)
+        name = settings.model or manifest.default_model
+        if name not in manifest.models:
+            raise ManifestError(
+                f"model {name!r} (FACE_MODEL) is not in {settings.manifest}; it has {sorted(manifest.models)}"
+            )
+        spec = manifest.models[name]
+        pool = SessionPool(settings.manifest, session_options(settings.threads, settings.ort_spinning))
+        detector = load_detector(pool, manifest.detector)
+        components = [load_component(pool, component) for component in spec.components]
+        threshold = settings.threshold if settings.threshold is not None else spec.threshold
+        card = ModelCard(name, spec.version, model_sha256(spec), spec.dim, threshold, spec)
+        log.info(
+            "models loaded and warm",
+            extra={"model": name, "version": spec.version, "sha256": card.sha256, "threads": settings.threads,
+                   "load_seconds": round(time.perf_counter() - started, 3)},
+        )
+        return cls(detector, components, card, settings, observer)
+
+    def analyse(self, uploads: Sequence[Upload], *, require_single_face: bool) -> list[FaceEmbedding]:
+        """Main face and embedding of each upload; the crops of all uploads run as one batch per component.
+
+        Raises:
+            ServiceError: the first upload that cannot be used, with ``field`` naming it.
+        """
+        images, faces, counts = [], [], []
+        for upload in uploads:
+            with _blame(upload):
+                decoded = self._decode(upload)
+                found = self._detect(decoded.image)
+                faces.append(self._main_face(found, decoded, require_single_face))
+            images.append(decoded.image)
+            counts.append(len(found))
+        embeddings = self.embed(images, faces)
+        return [FaceEmbedding(e, f, c) for e, f, c in zip(embeddings, faces, counts, strict=True)]
+
+    def embed(self, images: Sequence[Image.Image], faces: Sequence[Face]) -> NDArray[np.float32]:
+        """Unit embeddings ``(N, dim)``: per component L2-normalised, concatenated, L2-normalised again."""
+        with self._timed("embed"):
+            parts = [self._run_component(component, images, faces) for component in self.components]
+            return l2_normalise(np.concatenate(parts, axis=1))
+
+    def _decode(self, upload: Upload) -> DecodedImage:
+        with self._timed("decode"):
+            return decode(
+                upload.data,
+                max_bytes=self.max_upload_bytes,
+                max_pixels=self.max_pixels,
+                declared_type=upload.content_type,
+            )
+
+    def _detect(self, image: Image.Image) -> list[Face]:
+        """Faces in full-resolution coordinates; a large photo is downscaled for YuNet (the crop is not)."""
+        with self._timed("detect"):
+            max_side = self.detector.config.max_side
+            if max(image.size) <= max_side:
+                faces = self.detector.detect(np.asarray(image))
+            else:
+                factor = max_side / max(image.size)
+                size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
+                small = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
+                scale = np.array([image.width / small.width, image.height / small.height], dtype=np.float32)
+                faces = [
+                    Face(box=f.box * np.tile(scale, 2), score=f.score, landmarks=f.landmarks * scale)
+                    for f in self.detector.detect(np.asarray(small))
+                ]
+        if self.observer is not None:
+            self.observer.faces(len(faces))
+        return faces
+
+    @staticmethod
+    def _main_face(faces: list[Face], decoded: DecodedImage, require_single_face: bool) -> Face:
+        if not faces:
+            raise NoFace("no face was found")
+        if require_single_face and len(faces) > 1:
+            raise MultipleFaces(f"{len(faces)} faces were found and require_single_face is set")
+        return faces[main_face_index(faces, decoded.height, decoded.width)]
+
+    def _run_component(
+        self, component: LoadedComponent, images: Sequence[Image.Image], faces: Sequence[Face]
+    ) -> NDArray[np.float32]:
+        spec = component.spec
+        pairs = zip(images, faces, strict=True)
+        crops = np.stack([crop_face(image, face.landmarks, spec.input) for image, face in pairs])
+        if spec.flip_average:  # the crop and its mirror in one batch; their outputs are added
+            crops = np.concatenate([crops, crops[:, :, ::-1]])
+        output = component.run(to_tensor(crops, spec.input))
+        if spec.flip_average:
+            output = output[: len(faces)] + output[len(faces) :]
+        return l2_normalise(output)
+
+    @contextmanager
+    def _timed(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.observer is not None:
+                self.observer.stage(stage, time.perf_counter() - started)
+
+
+@contextmanager
+def _blame(upload: Upload) -> Iterator[None]:
+    """Prefix an upload's errors with the field (and file name) it came from."""
+    try:
+        yield
+    except ServiceError as exc:
+        label = upload.field + (f" ({upload.filename!r})" if upload.filename else "")
+        raise type(exc)(f"{label}: {exc.message}", field=upload.field) from exc

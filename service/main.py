@@ -1,0 +1,69 @@
+"""The FastAPI application: ``create_app()`` wires settings, middleware, routes and the model lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from PIL import ImageFile
+from starlette.concurrency import run_in_threadpool
+
+from service import __doc__ as service_doc
+from service.config import Settings, get_settings
+from service.deps import AppState
+from service.engine import Engine
+from service.errors import install_error_handlers
+from service.logs import configure_logging
+from service.manifest import ManifestError
+from service.metrics import Metrics
+from service.middleware import ApiKeyGuard, BodyLimit, RequestContext
+from service.openapi import FaceAPI
+from service.routes import embed, health, info, verify
+
+log = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Load, check and warm the models before serving; a bad model file stops start-up with its reason."""
+    state: AppState = app.state.face
+    try:
+        engine = await run_in_threadpool(Engine.load, state.settings, state.metrics)
+    except ManifestError as exc:
+        log.critical("start-up failed: %s", exc, extra={"manifest": str(state.settings.manifest)})
+        raise
+    state.engine = engine
+    state.metrics.serving(engine.card)
+    log.info("ready", extra={"model": engine.card.name, "dim": engine.card.dim, "threshold": engine.card.threshold})
+    try:
+        yield
+    finally:
+        state.engine = None  # /readyz is 503 while draining
+        state.metrics.serving(None)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; models are loaded by its lifespan, not here."""
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+    # Strict decoding is a process-wide Pillow switch: make sure no import turned it on.
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    metrics = Metrics()
+    app = FaceAPI(
+        title="Face verification",
+        version="1",
+        description=(service_doc or "").strip(),
+        lifespan=lifespan,
+    )
+    app.api_keys_required = bool(settings.api_keys)
+    app.state.face = AppState(settings=settings, metrics=metrics)
+    install_error_handlers(app)
+    for module in (verify, embed, info, health):
+        app.include_router(module.router)
+    # Added innermost first: RequestContext sees (and logs) even the 401s and 413s of the two guards.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ApiKeyGuard, keys=settings.api_keys)
+    app.add_middleware(RequestContext, metrics=metrics)
+    return app

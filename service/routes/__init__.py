@@ -1,0 +1,1 @@
+"""HTTP routes: thin adapters between FastAPI and :class:`service.engine.Engine`."""

@@ -1,0 +1,41 @@
+"""POST /embed: the embedding of the main face of each photo."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, UploadFile
+
+from service.deps import EngineDep, SettingsDep, read_upload, require_multipart
+from service.errors import InvalidRequest
+from service.routes.options import FaceOptionsDep
+from service.schemas import EmbedResponse, EmbedResult, ModelRef, error_responses
+
+router = APIRouter(tags=["embed"])
+
+
+@router.post(
+    "/embed",
+    response_model=EmbedResponse,
+    dependencies=[Depends(require_multipart)],
+    responses=error_responses(400, 401, 413, 415, 422, 503, 500),
+    summary="Embed the main face of each photo (several image parts: one result each, same order)",
+)
+def embed(
+    engine: EngineDep,
+    settings: SettingsDep,
+    options: FaceOptionsDep,
+    image: Annotated[list[UploadFile], File(description="One or more JPEG, PNG, WebP or BMP photos")],
+) -> EmbedResponse:
+    started = time.perf_counter()
+    if len(image) > settings.max_images:
+        raise InvalidRequest(f"{len(image)} image parts; at most {settings.max_images} per request", field="image")
+    uploads = [read_upload(part, f"image[{i}]", settings.max_upload_bytes) for i, part in enumerate(image)]
+    results = engine.analyse(uploads, require_single_face=options.require_single_face)
+    return EmbedResponse(
+        model=ModelRef.of(engine.card),
+        dim=engine.card.dim,
+        results=[EmbedResult.of_embedding(result) for result in results],
+        took_ms=round((time.perf_counter() - started) * 1000, 2),
+    )

@@ -1,0 +1,52 @@
+"""/openapi.json documents every route and its errors with the service's ``{"error": ...}`` body."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+ROUTES = {
+    "/verify": "post", "/verify/embeddings": "post", "/embed": "post", "/info": "get",
+    "/healthz": "get", "/readyz": "get", "/metrics": "get",
+}
+ERROR_REF = "#/components/schemas/ErrorResponse"
+
+
+def test_every_route_and_its_errors(client: TestClient) -> None:
+    schema: dict[str, Any] = client.get("/openapi.json").json()
+    assert {path: next(iter(item)) for path, item in schema["paths"].items()} == ROUTES
+    for path, method in ROUTES.items():
+        responses = schema["paths"][path][method]["responses"]
+        for status, response in responses.items():
+            if status.startswith(("4", "5")):
+                assert response["content"]["application/json"]["schema"] == {"$ref": ERROR_REF}, (path, status)
+    for path in ("/verify", "/embed"):
+        assert {"400", "401", "413", "415", "422", "503"} <= set(schema["paths"][path]["post"]["responses"])
+    assert {"401", "415", "422", "503"} <= set(schema["paths"]["/verify/embeddings"]["post"]["responses"])
+    assert "503" in schema["paths"]["/readyz"]["get"]["responses"]
+
+
+def test_fastapi_validation_body_is_replaced(client: TestClient) -> None:
+    text = client.get("/openapi.json").text
+    assert "HTTPValidationError" not in text and '"detail"' not in text
+    schemas = json.loads(text)["components"]["schemas"]
+    assert schemas["ErrorResponse"]["required"] == ["error"]
+    assert {"code", "message"} <= set(schemas["ErrorDetail"]["properties"])
+
+
+def test_multipart_fields_and_options_are_documented(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    operation = schema["paths"]["/verify"]["post"]
+    assert {p["name"] for p in operation["parameters"] if p["in"] == "query"} == {"threshold", "require_single_face"}
+    body_ref = operation["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    fields = set(schema["components"]["schemas"][body_ref]["properties"])
+    assert {"image1", "image2", "threshold", "require_single_face"} <= fields
+
+
+def test_api_key_scheme(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    assert schema["components"]["securitySchemes"]["ApiKey"]["name"] == "X-API-Key"
+    assert schema["paths"]["/healthz"]["get"]["security"] == []
+    assert {"ApiKey": []} in schema["paths"]["/verify"]["post"]["security"]

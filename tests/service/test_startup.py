@@ -1,0 +1,85 @@
+"""Start-up: a model file that does not match the manifest stops the service with a clear message."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import edited_manifest
+from fastapi.testclient import TestClient
+
+from service.config import Settings
+from service.engine import Engine
+from service.main import create_app
+from service.manifest import ManifestError
+
+
+def served(data: dict[str, Any]) -> dict[str, Any]:
+    model: dict[str, Any] = data["models"][data["default_model"]]
+    return model
+
+
+def test_unchanged_copy_loads(manifest_path: Path, tmp_path: Path, make_settings: Callable[..., Settings]) -> None:
+    path = edited_manifest(manifest_path, tmp_path, lambda data: None)  # the helper itself breaks nothing
+    engine = Engine.load(make_settings(manifest=path))
+    assert engine.card.dim == sum(c.spec.output.dim for c in engine.components)
+
+
+def test_wrong_sha256_stops_start_up(
+    manifest_path: Path, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    def corrupt(data: dict[str, Any]) -> None:
+        served(data)["components"][0]["sha256"] = "0" * 64
+
+    app = create_app(make_settings(manifest=edited_manifest(manifest_path, tmp_path, corrupt)))
+    with pytest.raises(ManifestError, match=r"sha256 .* expects 0{64}.*corrupt or the manifest is stale"):
+        with TestClient(app):
+            pass
+    assert app.state.face.engine is None
+
+
+def test_wrong_detector_sha256(manifest_path: Path, tmp_path: Path, make_settings: Callable[..., Settings]) -> None:
+    def corrupt(data: dict[str, Any]) -> None:
+        data["detector"]["sha256"] = "f" * 64
+
+    with pytest.raises(ManifestError, match="yunet"):
+        Engine.load(make_settings(manifest=edited_manifest(manifest_path, tmp_path, corrupt)))
+
+
+def test_wrong_output_dim_stops_start_up(
+    manifest_path: Path, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    def wrong_dim(data: dict[str, Any]) -> None:
+        served(data)["components"][0]["output"]["dim"] += 1
+
+    settings = make_settings(manifest=edited_manifest(manifest_path, tmp_path, wrong_dim))
+    with pytest.raises(ManifestError, match=r"has shape \(\d+, \d+\) .* manifest declares dim \d+"):
+        with TestClient(create_app(settings)):
+            pass
+
+
+def test_wrong_input_name(manifest_path: Path, tmp_path: Path, make_settings: Callable[..., Settings]) -> None:
+    def rename(data: dict[str, Any]) -> None:
+        served(data)["components"][0]["input"]["name"] = "no_such_input"
+
+    with pytest.raises(ManifestError, match="no_such_input"):
+        Engine.load(make_settings(manifest=edited_manifest(manifest_path, tmp_path, rename)))
+
+
+def test_missing_manifest_and_unknown_model(
+    manifest_path: Path, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    with pytest.raises(ManifestError, match="not found"):
+        Engine.load(make_settings(manifest=tmp_path / "absent.json"))
+    with pytest.raises(ManifestError, match="no-such-model"):
+        Engine.load(make_settings(model="no-such-model"))
+
+
+def test_missing_model_file(manifest_path: Path, tmp_path: Path, make_settings: Callable[..., Settings]) -> None:
+    def move(data: dict[str, Any]) -> None:
+        served(data)["components"][0]["file"] = str(tmp_path / "gone.onnx")
+
+    with pytest.raises(ManifestError, match="does not exist"):
+        Engine.load(make_settings(manifest=edited_manifest(manifest_path, tmp_path, move)))

@@ -5,6 +5,7 @@ Built in :func:`service.main.create_app` (or by the caller), never at import tim
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Annotated, Literal
@@ -15,24 +16,36 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def available_cpus() -> int:
-    """CPUs this process may run on (respects taskset/cgroup cpusets, unlike ``os.cpu_count``)."""
+def available_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """CPUs this process may use: its affinity mask (taskset, cpusets), capped by a cgroup v2 CPU quota.
+
+    A container limited to 2 CPUs on a 64-core host still sees 64 cores in its affinity mask; sizing ONNX
+    Runtime's pool by that would oversubscribe the quota, hence the ``cpu.max`` cap.
+    """
     try:
-        return len(os.sched_getaffinity(0))
+        count = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        count = os.cpu_count() or 1
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            count = min(count, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 quota readable: the affinity mask is the limit
+    return count
 
 
 class Settings(BaseSettings):
     """Everything an operator may tune; each field is ``FACE_<NAME>`` in the environment."""
 
-    model_config = SettingsConfigDict(env_prefix="FACE_", extra="ignore", frozen=True)
+    # env_ignore_empty: FACE_THRESHOLD= (as docker compose passes an unset ${VAR:-}) means "default".
+    model_config = SettingsConfigDict(env_prefix="FACE_", extra="ignore", frozen=True, env_ignore_empty=True)
 
     manifest: Path = REPO_ROOT / "models" / "manifest.json"
     """Model manifest (file names inside it are relative to it)."""
     model: str | None = None
     """Which of the manifest's models to serve; default: its ``default_model``."""
-    threads: int = Field(default_factory=available_cpus, ge=1)
+    threads: int = Field(default_factory=lambda: available_cpus(), ge=1)
     """ONNX Runtime intra-op threads per session (inter-op is 1: the graphs are sequential)."""
     ort_spinning: bool = False
     """Let ORT's idle worker threads spin-wait: a few ms faster on dedicated cores, but they burn CPU that

@@ -1,0 +1,36 @@
+# Face-verification service: FastAPI + ONNX Runtime on CPU. No OpenCV, no torch.
+#   docker build -t mobileid-face .
+#   docker run --rm -p 8000:8000 --cpus 2 -e FACE_THREADS=2 mobileid-face
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# Dependencies first, from pyproject.toml's runtime list only (no [training] or [dev] extras): this layer is
+# rebuilt when the dependencies change, not on every code or model change.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+        > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+
+# Code, then the models (manifest + ONNX files; start-up checks each file's sha256 against the manifest).
+COPY service/ service/
+COPY models/ models/
+
+RUN useradd --system --user-group --uid 10001 --no-create-home --shell /usr/sbin/nologin face
+USER face
+
+ENV FACE_HOST=0.0.0.0 \
+    FACE_PORT=8000
+EXPOSE 8000
+
+# Liveness with the interpreter the image already has (slim images have no curl).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import os, sys, urllib.request as u; port = os.environ.get('FACE_PORT') or '8000'; sys.exit(0 if u.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=4).status == 200 else 1)"]
+
+CMD ["python", "-m", "service"]

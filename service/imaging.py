@@ -122,12 +122,12 @@ def _load_upright(image: Image.Image) -> Image.Image:
     """Decode every pixel (truncated data raises: LOAD_TRUNCATED_IMAGES is False) and apply EXIF orientation."""
     try:
         image.load()
-        upright = ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of an already upright photo
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(f"the image has too many pixels: {exc}") from exc
     except Exception as exc:  # as in _open: decoder failures on bad input are the upload's fault
         raise InvalidImage(f"the {image.format or 'image'} data is corrupt or truncated: {exc}") from exc
-    return upright if upright is not None else image
+    return image
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -126,25 +126,30 @@ class Engine:
     def analyse(self, uploads: Sequence[Upload], *, require_single_face: bool) -> list[FaceEmbedding]:
         """Main face and embedding of each upload; the crops of all uploads run as one batch per component.
 
+        Each photo is dropped as soon as its crops are taken, so a request holds one full-resolution photo
+        at a time, however many it carries.
+
         Raises:
             ServiceError: the first upload that cannot be used, with ``field`` naming it.
         """
-        images, faces, counts = [], [], []
+        crops: list[list[NDArray[np.uint8]]] = [[] for _ in self.components]
+        faces, counts = [], []
         for upload in uploads:
             with _blame(upload):
                 decoded = self._decode(upload)
                 found = self._detect(decoded.image)
-                faces.append(self._main_face(found, decoded, require_single_face))
-            images.append(decoded.image)
+                face = self._main_face(found, decoded, require_single_face)
+            for batch, crop in zip(crops, self._crops(decoded.image, face), strict=True):
+                batch.append(crop)
+            faces.append(face)
             counts.append(len(found))
-        embeddings = self.embed(images, faces)
+        embeddings = self._embed_crops([np.stack(batch) for batch in crops])
         return [FaceEmbedding(e, f, c) for e, f, c in zip(embeddings, faces, counts, strict=True)]
 
     def embed(self, images: Sequence[Image.Image], faces: Sequence[Face]) -> NDArray[np.float32]:
-        """Unit embeddings ``(N, dim)``: per component L2-normalised, concatenated, L2-normalised again."""
-        with self._timed("embed"):
-            parts = [self._run_component(component, images, faces) for component in self.components]
-            return l2_normalise(np.concatenate(parts, axis=1))
+        """Unit embeddings ``(N, dim)`` of given faces: per component L2-normalised, concatenated, normalised."""
+        per_image = [self._crops(image, face) for image, face in zip(images, faces, strict=True)]
+        return self._embed_crops([np.stack(batch) for batch in zip(*per_image, strict=True)])
 
     def _decode(self, upload: Upload) -> DecodedImage:
         with self._timed("decode"):
@@ -182,17 +187,25 @@ class Engine:
             raise MultipleFaces(f"{len(faces)} faces were found and require_single_face is set")
         return faces[main_face_index(faces, decoded.height, decoded.width)]
 
-    def _run_component(
-        self, component: LoadedComponent, images: Sequence[Image.Image], faces: Sequence[Face]
-    ) -> NDArray[np.float32]:
-        spec = component.spec
-        pairs = zip(images, faces, strict=True)
-        crops = np.stack([crop_face(image, face.landmarks, spec.input) for image, face in pairs])
-        if spec.flip_average:  # the crop and its mirror in one batch; their outputs are added
+    def _crops(self, image: Image.Image, face: Face) -> list[NDArray[np.uint8]]:
+        """The face aligned for each component: its own template and crop size, from the full-resolution photo."""
+        with self._timed("align"):
+            return [crop_face(image, face.landmarks, component.spec.input) for component in self.components]
+
+    def _embed_crops(self, crops: Sequence[NDArray[np.uint8]]) -> NDArray[np.float32]:
+        """One ``(N, H, W, 3)`` batch per component -> ``(N, dim)`` unit embeddings."""
+        with self._timed("embed"):
+            parts = [self._run(component, batch) for component, batch in zip(self.components, crops, strict=True)]
+            return l2_normalise(np.concatenate(parts, axis=1))
+
+    @staticmethod
+    def _run(component: LoadedComponent, crops: NDArray[np.uint8]) -> NDArray[np.float32]:
+        spec, count = component.spec, len(crops)
+        if spec.flip_average:  # the crops and their mirror images in one batch; their outputs are added
             crops = np.concatenate([crops, crops[:, :, ::-1]])
         output = component.run(to_tensor(crops, spec.input))
         if spec.flip_average:
-            output = output[: len(faces)] + output[len(faces) :]
+            output = output[:count] + output[count:]
         return l2_normalise(output)
 
     @contextmanager

@@ -25,7 +25,7 @@ class Metrics:
             ["route", "method"], buckets=_LATENCY_BUCKETS, registry=self.registry,
         )
         self.stages = Histogram(
-            "face_pipeline_stage_duration_seconds", "Time per pipeline stage (decode, detect, embed)",
+            "face_pipeline_stage_duration_seconds", "Time per pipeline stage (decode, detect, align, embed)",
             ["stage"], buckets=_STAGE_BUCKETS, registry=self.registry,
         )
         self.faces_detected = Histogram(

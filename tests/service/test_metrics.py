@@ -27,7 +27,7 @@ def test_counters_move(client: TestClient) -> None:
     assert value(text, ok) == (value(before, ok) if ok in before else 0) + 1
     assert value(text, bad) >= 1
     assert value(text, 'face_http_request_duration_seconds_count{method="POST",route="/verify"}') >= 1
-    for stage in ("decode", "detect", "embed"):
+    for stage in ("decode", "detect", "align", "embed"):
         assert value(text, f'face_pipeline_stage_duration_seconds_count{{stage="{stage}"}}') >= 1
     assert value(text, "face_faces_detected_count") >= 2
     assert value(text, "face_faces_detected_sum") >= 3  # 1 + 2 faces

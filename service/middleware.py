@@ -23,6 +23,7 @@ access_log = logging.getLogger("service.access")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+_ROUTINE_PATHS = OPEN_PATHS | {"/metrics"}
 
 
 class RequestContext:
@@ -55,8 +56,10 @@ class RequestContext:
             seconds = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None) or "unmatched"  # template: bounded cardinality
             self.metrics.request(route, scope["method"], status, seconds)
-            access_log.info(
-                "%s %s %d", scope["method"], scope["path"], status,
+            # Probe and scrape traffic is routine: it goes to DEBUG unless it fails.
+            quiet = scope["path"] in _ROUTINE_PATHS and status < 400
+            access_log.log(
+                logging.DEBUG if quiet else logging.INFO, "%s %s %d", scope["method"], scope["path"], status,
                 extra={"method": scope["method"], "path": scope["path"], "route": route, "status": status,
                        "duration_ms": round(seconds * 1000, 2)},
             )

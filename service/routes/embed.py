@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, File, UploadFile
 
 from service.deps import EngineDep, SettingsDep, read_upload, require_multipart
 from service.errors import InvalidRequest
-from service.routes.options import FaceOptionsDep
+from service.routes.options import SingleFaceDep
 from service.schemas import EmbedResponse, EmbedResult, ModelRef, error_responses
 
 router = APIRouter(tags=["embed"])
@@ -25,14 +25,14 @@ router = APIRouter(tags=["embed"])
 def embed(
     engine: EngineDep,
     settings: SettingsDep,
-    options: FaceOptionsDep,
+    require_single_face: SingleFaceDep,
     image: Annotated[list[UploadFile], File(description="One or more JPEG, PNG, WebP or BMP photos")],
 ) -> EmbedResponse:
     started = time.perf_counter()
     if len(image) > settings.max_images:
         raise InvalidRequest(f"{len(image)} image parts; at most {settings.max_images} per request", field="image")
     uploads = [read_upload(part, f"image[{i}]", settings.max_upload_bytes) for i, part in enumerate(image)]
-    results = engine.analyse(uploads, require_single_face=options.require_single_face)
+    results = engine.analyse(uploads, require_single_face=require_single_face)
     return EmbedResponse(
         model=ModelRef.of(engine.card),
         dim=engine.card.dim,

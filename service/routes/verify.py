@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, UploadFile
 
 from service.deps import EngineDep, SettingsDep, read_upload, require_json, require_multipart
-from service.routes.options import FaceOptionsDep
+from service.routes.options import SingleFaceDep, ThresholdDep
 from service.schemas import (
     EmbeddingsVerifyRequest,
     EmbeddingsVerifyResponse,
@@ -32,7 +32,8 @@ router = APIRouter(tags=["verify"])
 def verify(
     engine: EngineDep,
     settings: SettingsDep,
-    options: FaceOptionsDep,
+    threshold: ThresholdDep,
+    require_single_face: SingleFaceDep,
     image1: Annotated[UploadFile, File(description="JPEG, PNG, WebP or BMP photo")],
     image2: Annotated[UploadFile, File(description="JPEG, PNG, WebP or BMP photo")],
 ) -> VerifyResponse:
@@ -40,13 +41,13 @@ def verify(
     started = time.perf_counter()
     uploads = [read_upload(image1, "image1", settings.max_upload_bytes),
                read_upload(image2, "image2", settings.max_upload_bytes)]
-    first, second = engine.analyse(uploads, require_single_face=options.require_single_face)
-    threshold = engine.card.threshold if options.threshold is None else options.threshold
+    first, second = engine.analyse(uploads, require_single_face=require_single_face)
+    used = engine.card.threshold if threshold is None else threshold
     similarity = cosine(first.embedding, second.embedding)
     return VerifyResponse(
-        verified=is_match(similarity, threshold),
+        verified=is_match(similarity, used),
         similarity=similarity,
-        threshold=threshold,
+        threshold=used,
         faces=[FaceOut.of(first.face, first.faces_detected), FaceOut.of(second.face, second.faces_detected)],
         model=ModelRef.of(engine.card),
         took_ms=round((time.perf_counter() - started) * 1000, 2),

@@ -43,6 +43,8 @@ def test_multipart_fields_and_options_are_documented(client: TestClient) -> None
     body_ref = operation["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"].rsplit("/", 1)[-1]
     fields = set(schema["components"]["schemas"][body_ref]["properties"])
     assert {"image1", "image2", "threshold", "require_single_face"} <= fields
+    embed = schema["paths"]["/embed"]["post"]
+    assert {p["name"] for p in embed["parameters"]} == {"require_single_face"}  # no threshold: nothing to compare
 
 
 def test_api_key_scheme(client: TestClient) -> None:

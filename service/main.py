@@ -24,6 +24,21 @@ from service.routes import embed, health, info, verify
 
 log = logging.getLogger(__name__)
 
+DESCRIPTION = """\
+Face verification: YuNet face detection, 5-point alignment and an embedding model, all in ONNX Runtime.
+
+* `POST /verify`: two photos (multipart `image1`, `image2`) -> same person or not, with the similarity.
+* `POST /embed`: one or more photos (`image` parts) -> an L2-normalised embedding of each photo's main face.
+* `POST /verify/embeddings`: compare two stored embeddings (JSON).
+
+Photos: JPEG, PNG, WebP or BMP, recognised from their bytes; EXIF orientation is applied. The main face is the
+largest, penalised by its distance from the image centre; `require_single_face=true` (form field or query
+parameter) makes a photo with several faces an error instead.
+
+Every error is `{"error": {"code", "message", "field"?, "request_id"?}}` with a stable `code`. When the
+server is configured with API keys, every route but /healthz and /readyz needs an `X-API-Key` header.
+"""
+
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -54,7 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FaceAPI(
         title="Face verification",
         version="1",
-        description=(service_doc or "").strip(),
+        summary=(service_doc or "").strip(),
+        description=DESCRIPTION,
         lifespan=lifespan,
     )
     app.api_keys_required = bool(settings.api_keys)

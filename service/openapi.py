@@ -22,7 +22,8 @@ class FaceAPI(FastAPI):
         if self.openapi_schema:
             return self.openapi_schema
         schema = get_openapi(
-            title=self.title, version=self.version, description=self.description, routes=self.routes
+            title=self.title, version=self.version, summary=self.summary, description=self.description,
+            routes=self.routes,
         )
         components = schema.setdefault("components", {})
         schemas = components.setdefault("schemas", {})

@@ -51,6 +51,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         raise
     state.engine = engine
     state.metrics.serving(engine.card)
+    if isinstance(app, FaceAPI):
+        app.embedding_dim, app.openapi_schema = engine.card.dim, None  # regenerate with the exact dim
     log.info("ready", extra={"model": engine.card.name, "dim": engine.card.dim, "threshold": engine.card.threshold})
     try:
         yield
@@ -73,7 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
     )
-    app.api_keys_required = bool(settings.api_keys)
+    app.api_keys_required, app.max_images = bool(settings.api_keys), settings.max_images
     app.state.face = AppState(settings=settings, metrics=metrics)
     install_error_handlers(app)
     for module in (verify, embed, info, health):

@@ -90,7 +90,8 @@ class EmbedResponse(BaseModel):
 
 
 class EmbeddingsVerifyRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: JSON numbers only; no "0.5" strings or true/false quietly turned into numbers.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     embedding1: list[float] = Field(min_length=1, max_length=_MAX_EMBEDDING_VALUES)
     embedding2: list[float] = Field(min_length=1, max_length=_MAX_EMBEDDING_VALUES)

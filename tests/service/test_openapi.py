@@ -52,3 +52,20 @@ def test_api_key_scheme(client: TestClient) -> None:
     assert schema["components"]["securitySchemes"]["ApiKey"]["name"] == "X-API-Key"
     assert schema["paths"]["/healthz"]["get"]["security"] == []
     assert {"ApiKey": []} in schema["paths"]["/verify"]["post"]["security"]
+
+
+def test_schema_says_what_is_accepted(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    dim = client.get("/info").json()["dim"]
+    request = schema["components"]["schemas"]["EmbeddingsVerifyRequest"]["properties"]
+    assert request["embedding1"]["minItems"] == request["embedding1"]["maxItems"] == dim
+    # A query parameter or form field cannot be null (leaving it out is): no "null" offered for them.
+    for parameter in schema["paths"]["/verify"]["post"]["parameters"]:
+        assert "anyOf" not in parameter["schema"], parameter
+    body = schema["paths"]["/verify"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"]
+    fields = schema["components"]["schemas"][body.rsplit("/", 1)[-1]]["properties"]
+    assert fields["require_single_face"]["type"] == "boolean" and fields["threshold"]["type"] == "number"
+    assert fields["image1"]["minLength"] == 1  # an empty file is no photo
+    embed = schema["paths"]["/embed"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"]
+    image = schema["components"]["schemas"][embed.rsplit("/", 1)[-1]]["properties"]["image"]
+    assert (image["minItems"], image["maxItems"]) == (1, 16)

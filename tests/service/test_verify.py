@@ -102,6 +102,8 @@ def test_embeddings_endpoint_matches_verify(client: TestClient) -> None:
         ({"embedding1": "abc", "embedding2": [1.0]}, "embedding1"),
         ("extra", "threshold2"),
         ("threshold", "threshold"),
+        ("bool-threshold", "threshold"),
+        ("string-values", "embedding2.0"),
         ([1, 2], "body"),
     ],
 )
@@ -113,6 +115,8 @@ def test_bad_embeddings_are_invalid_request(client: TestClient, body: object, fi
         "zeros": {"embedding1": [0.0] * dim, "embedding2": good},
         "extra": {"embedding1": good, "embedding2": good, "threshold2": 0.3},
         "threshold": {"embedding1": good, "embedding2": good, "threshold": 7},
+        "bool-threshold": {"embedding1": good, "embedding2": good, "threshold": False},
+        "string-values": {"embedding1": good, "embedding2": ["0.5"] * dim},
     }.get(body, body) if isinstance(body, str) else body
     error = error_of(client.post("/verify/embeddings", json=body), 422, "invalid_request")
     assert error["field"] == field, error

@@ -57,7 +57,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        state.engine = None  # /readyz is 503 while draining
+        state.engine = None  # shutting down: not ready (in-flight requests keep their own reference)
         state.metrics.serving(None)
 
 

@@ -1,0 +1,1 @@
+"""Speed, size, accuracy and service benchmarks of the face models; usage: ``python -m bench --help``."""

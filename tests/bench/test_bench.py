@@ -1,0 +1,152 @@
+"""The benchmark: a --quick model-level run on the real models, plus its counting, bars and accuracy matching.
+
+No assertion is about how fast anything is: the numbers must exist, be positive and be consistent.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from bench import accuracy, bars
+from bench.__main__ import main
+from bench.flops import count_macs
+
+REPO = Path(__file__).resolve().parents[2]
+STUDENTS = REPO / "models" / "manifest.json"
+TEACHERS = REPO / ".cache" / "teachers"
+TEACHER_FILES = [TEACHERS / "manifest.json", TEACHERS / "sface_2021dec_fp32.onnx", TEACHERS / "dlib_resnet_v1.onnx"]
+
+
+def quick(tmp_path: Path, *extra: str) -> dict[str, Any]:
+    """``python -m bench --quick --models-only`` with one timing round into ``tmp_path``; the JSON it wrote."""
+    main(["--quick", "--models-only", "--repeats", "1", "--budget", "5", "--no-readme", "--out", str(tmp_path),
+          "--runs", str(tmp_path / "no-runs"), *extra])
+    (written,) = tmp_path.glob("*-quick.json")
+    assert (tmp_path / written.name.replace(".json", ".md")).is_file()
+    assert (tmp_path / "accuracy_vs_speed-quick.png").stat().st_size > 0
+    result: dict[str, Any] = json.loads(written.read_text())
+    return result
+
+
+def check_model(model: dict[str, Any]) -> None:
+    assert model["params"] > 0 and model["onnx_bytes"] > 0
+    assert model["macs_per_face"]["served"] == model["macs_per_face"]["one_pass"] * model["served_passes"] > 0
+    assert model["flops_per_face"]["served"] == 2 * model["macs_per_face"]["served"]
+    assert all(len(f["sha256"]) == 64 for f in model["files"])
+    for threads in ("t1", "t2"):
+        for batch in ("b1", "b32"):
+            cell = model["timing"][threads][batch]
+            for mode in ("one_pass", "served"):
+                stats = cell[mode]
+                assert stats["n"] >= 1 and 0 < stats["median_ms"] <= stats["p90_ms"], (model["name"], stats)
+                assert stats["call_batch"] == stats["faces"] * (model["served_passes"] if mode == "served" else 1)
+    assert "sha256_check" in model["lfw"]
+
+
+def check_detection(detection: dict[str, Any]) -> None:
+    assert set(detection["macs"]) == {"250x250", "640x480"}
+    assert detection["macs"]["640x480"] > detection["macs"]["250x250"] > 0
+    for threads in ("t1", "t2"):
+        assert all(stats["median_ms"] > 0 for stats in detection["per_photo"][threads].values())
+
+
+def test_quick_model_level_on_the_committed_students(tmp_path: Path) -> None:
+    if not STUDENTS.is_file():
+        pytest.skip(f"{STUDENTS.relative_to(REPO)} is not committed yet (the training pipeline publishes it)")
+    result = quick(tmp_path, "--teachers", str(tmp_path / "no-teachers.json"))
+    section = result["models"]
+    assert section["rounds"] >= 1 and section["ort"]["intra_op_threads"] == [1, 2]
+    students = [m for m in section["models"] if m["kind"] == "student"]
+    assert students and result["headline"] in {m["name"] for m in students}
+    for model in students:
+        check_model(model)
+        assert all(f["sha256_matches_manifest"] for f in model["files"])
+    check_detection(section["detection"])
+    assert {bar["verdict"] for bar in result["bars"]} == {"NOT MEASURED"}  # no ensemble, no service
+
+
+def test_quick_model_level_with_the_teachers(tmp_path: Path) -> None:
+    absent = [str(path) for path in TEACHER_FILES if not path.is_file()]
+    if absent:
+        pytest.skip(f"teacher cache absent ({', '.join(absent)}): run `python -m training teachers`")
+    result = quick(tmp_path, "--teachers", str(TEACHER_FILES[0]))
+    by_name = {m["name"]: m for m in result["models"]["models"]}
+    t1, t2, ensemble = by_name["sface"], by_name["dlib"], by_name["ensemble"]
+    for model in (t1, t2, ensemble):
+        check_model(model)
+    assert ensemble["params"] == t1["params"] + t2["params"]
+    assert ensemble["macs_per_face"]["served"] == t1["macs_per_face"]["served"] + t2["macs_per_face"]["served"]
+    # T1's and T2's samples are the two halves of the ensemble's calls.
+    assert t1["timing"]["t1"]["b1"]["served"]["n"] == ensemble["timing"]["t1"]["b1"]["served"]["n"]
+    for student in (m for m in by_name.values() if m["kind"] == "student"):
+        ratios = student["vs_ensemble"]
+        assert ratios["compression"] == pytest.approx(ensemble["params"] / student["params"])
+        assert all(v > 0 for cells in ratios["speedup"].values() for cell in cells.values() for v in cell.values())
+
+
+def test_macs_of_conv_gemm_matmul_are_counted_exactly(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    weights = {"w": rng.normal(size=(8, 3, 3, 3)), "dw": rng.normal(size=(8, 1, 3, 3)),
+               "fc": rng.normal(size=(10, 8 * 4 * 4)), "m": rng.normal(size=(10, 5))}
+    nodes = [helper.make_node("Conv", ["x", "w"], ["a"], pads=[1, 1, 1, 1]),  # 8x8x8 out, 3*3*3 each
+             helper.make_node("Conv", ["a", "dw"], ["b"], strides=[2, 2], pads=[1, 1, 1, 1], group=8),  # 8x4x4, 9
+             helper.make_node("Flatten", ["b"], ["c"]),
+             helper.make_node("Gemm", ["c", "fc"], ["d"], transB=1),  # 10 outputs x 128
+             helper.make_node("MatMul", ["d", "m"], ["y"])]  # 5 outputs x 10
+    graph = helper.make_graph(
+        nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in weights.items()])
+    path = tmp_path / "tiny.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    expected = 8 * 8 * 8 * 27 + 8 * 4 * 4 * 9 + 10 * 128 + 5 * 10
+    assert count_macs(path, (1, 3, 8, 8)) == expected
+    assert count_macs(path, (2, 3, 8, 8)) == 2 * expected
+
+
+def _models(speedup: float, compression: float) -> list[dict[str, Any]]:
+    return [{"name": "s", "served_passes": 2, "vs_ensemble": {
+        "compression": compression, "speedup": {"t2": {"b1": {"served": speedup, "one_pass": 2 * speedup}}}}}]
+
+
+def _service(student_rps: float, p95: float, rss: float, errors: int = 0) -> dict[str, Any]:
+    def level(rps: float, c: int) -> dict[str, Any]:
+        return {"concurrency": c, "requests_per_s": rps, "p95_ms": p95, "errors": errors, "not_sent": 0}
+
+    return {"student": {"levels": [level(student_rps, 1), level(student_rps, 4)], "peak_rss_mib": rss},
+            "ensemble": {"levels": [level(10.0, 1), level(10.0, 4)], "peak_rss_mib": 900.0}}
+
+
+def test_bars_follow_the_measured_numbers() -> None:
+    verdicts = [b.verdict for b in bars.model_bars(_models(95.0, 60.0), "s")]
+    assert verdicts == ["PASS", "PASS"]
+    verdicts = [b.verdict for b in bars.model_bars(_models(89.0, 51.0), "s")]
+    assert verdicts == ["FAIL", "FAIL"]
+    assert [b.verdict for b in bars.service_bars(_service(60.0, 40.0, 200.0))] == ["PASS"] * 4
+    assert [b.verdict for b in bars.service_bars(_service(40.0, 60.0, 400.0, errors=1))] == ["FAIL"] * 4
+    assert {b.verdict for b in bars.service_bars(None)} == {"NOT MEASURED"}
+    failed = bars.service_bars({"student": {"error": "exited with 1"}, "ensemble": _service(1, 1, 1)["ensemble"]})
+    assert {b.verdict for b in failed} == {"FAIL"}
+
+
+def test_accuracy_is_tied_to_the_benchmarked_file(tmp_path: Path) -> None:
+    run = tmp_path / "runs" / "r1"
+    run.mkdir(parents=True)
+    lfw = {"accuracy": 0.9, "accuracy_std": 0.01, "pairs": 6000}
+    (run / "results.json").write_text(json.dumps({"onnx_sha256": "a" * 64, "onnx_bytes": 10, "lfw": lfw}))
+
+    def student(sha: str) -> dict[str, Any]:
+        return {"name": "s", "kind": "student", "run": "r1", "files": [{"sha256": sha, "bytes": 10}],
+                "manifest_lfw": {}, "source": "m"}
+
+    matched, stale = student("a" * 64), student("b" * 64)
+    accuracy.attach([matched, stale], tmp_path / "runs")
+    assert matched["lfw"]["sha256_check"] == "match" and matched["lfw"]["accuracy"] == 0.9
+    assert stale["lfw"]["sha256_check"].startswith("MISMATCH")

@@ -105,7 +105,8 @@ def write_teacher_manifest(teachers: dict[str, Teacher], lfw: dict[str, dict] | 
     detector = {**detector, "file": str((MODELS / detector["file"]).resolve())}
 
     def entry(names: list[str]) -> dict[str, object]:
-        key = "+".join(names)
+        # The service joins L2-normalised components, so its cosine is the mean of the teachers' similarities.
+        key = "+".join(names) + (" (mean similarity)" if len(names) > 1 else "")
         result = lfw.get(key, {})
         return {"version": "teacher", "components": [teacher_component(teachers[n]) for n in names],
                 "threshold": result.get("threshold_mean", 0.363 if names == ["sface"] else 0.5),

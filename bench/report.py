@@ -6,6 +6,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from training.report import replace_section
+
 log = logging.getLogger(__name__)
 
 README_START = "<!-- bench:start -->"
@@ -178,14 +180,8 @@ def readme_section(result: dict[str, Any], report_name: str, plot_name: str) -> 
 
 def update_readme(readme: Path, section: str) -> bool:
     """Replace the text between the markers; False (with a message) if the file or a marker is missing."""
-    if not readme.is_file():
-        log.info("no %s: README section not written", readme)
+    if not replace_section(readme, README_START, README_END, section):
+        log.info("%s or its %s ... %s markers are missing: README section skipped", readme, README_START, README_END)
         return False
-    text = readme.read_text()
-    start, end = text.find(README_START), text.find(README_END)
-    if start < 0 or end < start:
-        log.info("%s has no %s ... %s markers: README section skipped", readme, README_START, README_END)
-        return False
-    readme.write_text(text[:start] + section + text[end + len(README_END):])
     log.info("README section regenerated in %s", readme)
     return True

@@ -44,16 +44,36 @@ def run_stage(stage: str, run: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=[*STAGES, "all"])
+    parser = argparse.ArgumentParser(
+        prog="python -m training", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "stage",
+        choices=[*STAGES, "all", "report"],
+        help="a stage, 'all' of them, or 'report' (regenerate README.md's training section)",
+    )
     parser.add_argument("--config", type=Path, help="YAML run config (training/configs/*.yaml)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set train.epochs=2")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.epochs=2",
+    )
     parser.add_argument("--runs", type=Path, default=REPO / "runs", help="folder of run folders")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    if args.stage == "report":
+        from training.report import TRAINING_END, TRAINING_START, replace_section, training_section
+
+        section = training_section(args.runs, ["ensemble", "sface", "dlib"])
+        if not replace_section(REPO / "README.md", TRAINING_START, TRAINING_END, section):
+            logging.error("README.md has no %s ... %s markers", TRAINING_START, TRAINING_END)
+            return 1
+        return 0
 
     from training.pipeline import Run
 

@@ -66,7 +66,11 @@ def _build(cls: type, values: dict[str, Any]) -> Any:
     for key, value in values.items():
         if key not in hints:
             raise ValueError(f"unknown config key {key!r} for {cls.__name__}; known: {sorted(hints)}")
-        default = hints[key].default_factory() if hints[key].default_factory is not dataclasses.MISSING else hints[key].default  # type: ignore[misc]
+        default = (
+            hints[key].default_factory()
+            if hints[key].default_factory is not dataclasses.MISSING
+            else hints[key].default
+        )  # type: ignore[misc]
         kwargs[key] = _build(type(default), value) if dataclasses.is_dataclass(default) else value
     return cls(**kwargs)
 

@@ -49,8 +49,9 @@ class Landmarks:
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, files=np.array(self.files), points=self.points, boxes=self.boxes, scores=self.scores,
-                 faces=self.faces)
+        np.savez(
+            path, files=np.array(self.files), points=self.points, boxes=self.boxes, scores=self.scores, faces=self.faces
+        )
 
     @classmethod
     def load(cls, path: Path) -> Landmarks:

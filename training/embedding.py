@@ -25,7 +25,9 @@ def aligned_crops(landmarks: Landmarks, spec: CropSpec, indices: NDArray[np.int6
     return out
 
 
-def embed_crops(crops: NDArray[np.uint8], runner: Runner, flip_average: bool = False, batch: int = 64) -> NDArray[np.float32]:
+def embed_crops(
+    crops: NDArray[np.uint8], runner: Runner, flip_average: bool = False, batch: int = 64
+) -> NDArray[np.float32]:
     """Run ``runner`` over crops in batches; with ``flip_average`` add the mirror image's output."""
     outs = []
     for lo in range(0, len(crops), batch):

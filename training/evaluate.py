@@ -43,7 +43,11 @@ def read_pairs(files: list[str], limit_per_fold: int | None = None) -> Pairs:
                 row += 1
                 if limit_per_fold is not None and j >= limit_per_fold // 2:
                     continue
-                a, b = ((parts[0], parts[1]), (parts[0], parts[2])) if is_same else ((parts[0], parts[1]), (parts[2], parts[3]))
+                a, b = (
+                    ((parts[0], parts[1]), (parts[0], parts[2]))
+                    if is_same
+                    else ((parts[0], parts[1]), (parts[2], parts[3]))
+                )
                 left.append(index[path(*a)])
                 right.append(index[path(*b)])
                 same.append(is_same)
@@ -123,8 +127,12 @@ def ten_fold(scores: NDArray[np.float64], pairs: Pairs) -> Verification:
         accs.append(float(np.mean((scores[test] >= t) == pairs.same[test])))
         thresholds.append(t)
     return Verification(
-        accuracy=float(np.mean(accs)), accuracy_std=float(np.std(accs)), fold_accuracies=accs,
-        thresholds=thresholds, threshold_mean=float(np.mean(thresholds)),
-        roc_auc=roc_auc(scores, pairs.same), tar_at_far_1e3=tar_at_far(scores, pairs.same, 1e-3),
+        accuracy=float(np.mean(accs)),
+        accuracy_std=float(np.std(accs)),
+        fold_accuracies=accs,
+        thresholds=thresholds,
+        threshold_mean=float(np.mean(thresholds)),
+        roc_auc=roc_auc(scores, pairs.same),
+        tar_at_far_1e3=tar_at_far(scores, pairs.same, 1e-3),
         pairs=len(scores),
     )

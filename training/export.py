@@ -22,9 +22,16 @@ def export_student(model: Student, dst: Path) -> Path:
     model = model.eval()
     size = model.cfg.input_size
     dst.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(model, torch.zeros(1, 3, size, size), str(dst), input_names=["input"],
-                      output_names=["embedding"], dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}},
-                      opset_version=17, dynamo=False)
+    torch.onnx.export(
+        model,
+        torch.zeros(1, 3, size, size),
+        str(dst),
+        input_names=["input"],
+        output_names=["embedding"],
+        dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
     onnx.checker.check_model(onnx.load(str(dst)))
     diff = parity(model, dst)
     if diff >= PARITY_TOLERANCE:

@@ -93,8 +93,12 @@ class ViewCache:
             raise FileNotFoundError(f"cache {self.path(name, view)} is incomplete: run the features stage")
         return np.load(self.path(name, view), mmap_mode="r")
 
-    def build(self, view: int, outputs: dict[str, tuple[CropSpec, Callable[[NDArray[np.uint8]], NDArray] | None]],
-              seed: int = 0) -> None:
+    def build(
+        self,
+        view: int,
+        outputs: dict[str, tuple[CropSpec, Callable[[NDArray[np.uint8]], NDArray] | None]],
+        seed: int = 0,
+    ) -> None:
         """Fill view ``view`` for every output: name -> (crop, runner or None to store the uint8 crops)."""
         todo = {n: spec for n, spec in outputs.items() if not self.complete(n, view)}
         if not todo:
@@ -124,7 +128,9 @@ class ViewCache:
             bar.update(hi - max(lo, bar.n))
         bar.close()
 
-    def _crops(self, lo: int, hi: int, view: int, seed: int, specs: dict[str, CropSpec]) -> dict[str, NDArray[np.uint8]]:
+    def _crops(
+        self, lo: int, hi: int, view: int, seed: int, specs: dict[str, CropSpec]
+    ) -> dict[str, NDArray[np.uint8]]:
         out = {name: np.zeros((hi - lo, s.size[1], s.size[0], 3), np.uint8) for name, s in specs.items()}
         for i in range(lo, hi):
             if not self.valid[i]:

@@ -37,5 +37,9 @@ def holdout_pairs(mask: NDArray[np.bool_], labels: PoolLabels, per_class: int = 
             diff.append((int(a), int(b)))
     pairs = same + diff
     fold = np.concatenate([np.arange(len(same)) % 10, np.arange(len(diff)) % 10])
-    return Pairs(np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs]),
-                 np.array([True] * len(same) + [False] * len(diff)), fold)
+    return Pairs(
+        np.array([p[0] for p in pairs]),
+        np.array([p[1] for p in pairs]),
+        np.array([True] * len(same) + [False] * len(diff)),
+        fold,
+    )

@@ -42,7 +42,9 @@ def dequantize_model(model: onnx.ModelProto, dynamic_dims: dict[int, str]) -> on
             if scale.ndim == 0 or scale.size == 1:
                 consts[node.output[0]] = ((q.astype(np.float32) - zero.astype(np.float32)) * scale).astype(np.float32)
             else:
-                consts[node.output[0]] = _dequantize(q, scale, zero, int(attrs.get("axis", 1)), int(attrs["block_size"]))
+                consts[node.output[0]] = _dequantize(
+                    q, scale, zero, int(attrs.get("axis", 1)), int(attrs["block_size"])
+                )
         elif node.op_type == "Reshape" and all(i in consts for i in node.input):
             consts[node.output[0]] = consts[node.input[0]].reshape(consts[node.input[1]])
         else:

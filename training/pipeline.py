@@ -48,8 +48,11 @@ class Run:
     def pool(self) -> Landmarks:
         if self._pool is None:
             limit = self.cfg.data.limit_per_set
-            name = "pool" if limit is None and set(self.cfg.data.sets) == {"celeba", "celeba_wild", "utkface"} \
+            name = (
+                "pool"
+                if limit is None and set(self.cfg.data.sets) == {"celeba", "celeba_wild", "utkface"}
                 else f"pool-{'-'.join(self.cfg.data.sets)}-{limit}"
+            )
             self._pool = landmarks_for(name, pool_files(tuple(self.cfg.data.sets), limit))
             self.pool_name = name
         return self._pool
@@ -124,7 +127,14 @@ def stage_evaluate_teachers(run: Run) -> dict[str, dict]:
         results[f"{key} (mean similarity)"] = ten_fold(mean_sim, pairs)
     out = {k: v.to_dict() for k, v in results.items()}
     for k, v in results.items():
-        log.info("LFW %-28s %.4f +/- %.4f  AUC %.5f  TAR@1e-3 %.4f", k, v.accuracy, v.accuracy_std, v.roc_auc, v.tar_at_far_1e3)
+        log.info(
+            "LFW %-28s %.4f +/- %.4f  AUC %.5f  TAR@1e-3 %.4f",
+            k,
+            v.accuracy,
+            v.accuracy_std,
+            v.roc_auc,
+            v.tar_at_far_1e3,
+        )
     (run.dir / "teachers_lfw.json").write_text(json.dumps(out, indent=1))
     write_teacher_manifest(run.teachers, out)
     return out

@@ -32,23 +32,55 @@ from training.labels import PoolLabels
 
 # Attributes of the person: stable across photos, so neurons that encode them help to tell people apart.
 IDENTITY_ATTRIBUTES = {
-    "Male": "sex", "utk_male": "sex", "Young": "age", "utk_age": "age", "Pale_Skin": "skin tone",
-    "utk_race0": "ethnicity", "utk_race1": "ethnicity", "utk_race2": "ethnicity", "utk_race3": "ethnicity",
-    "utk_race4": "ethnicity", "Big_Nose": "face shape", "Pointy_Nose": "face shape", "Narrow_Eyes": "face shape",
-    "Oval_Face": "face shape", "Big_Lips": "face shape", "Bushy_Eyebrows": "face shape",
-    "Arched_Eyebrows": "face shape", "High_Cheekbones": "face shape", "Chubby": "face shape",
-    "Double_Chin": "face shape", "Bald": "hair loss (slow)", "Receding_Hairline": "hair loss (slow)",
+    "Male": "sex",
+    "utk_male": "sex",
+    "Young": "age",
+    "utk_age": "age",
+    "Pale_Skin": "skin tone",
+    "utk_race0": "ethnicity",
+    "utk_race1": "ethnicity",
+    "utk_race2": "ethnicity",
+    "utk_race3": "ethnicity",
+    "utk_race4": "ethnicity",
+    "Big_Nose": "face shape",
+    "Pointy_Nose": "face shape",
+    "Narrow_Eyes": "face shape",
+    "Oval_Face": "face shape",
+    "Big_Lips": "face shape",
+    "Bushy_Eyebrows": "face shape",
+    "Arched_Eyebrows": "face shape",
+    "High_Cheekbones": "face shape",
+    "Chubby": "face shape",
+    "Double_Chin": "face shape",
+    "Bald": "hair loss (slow)",
+    "Receding_Hairline": "hair loss (slow)",
 }
 # Attributes of the photo or of the day: they change for one person, so a neuron driven by them adds noise.
 NUISANCE_ATTRIBUTES = {
-    "Smiling": "expression", "Mouth_Slightly_Open": "expression", "Blurry": "photo quality",
-    "Eyeglasses": "accessory", "Wearing_Hat": "accessory", "Wearing_Earrings": "accessory",
-    "Wearing_Necklace": "accessory", "Wearing_Necktie": "accessory", "Heavy_Makeup": "make-up",
-    "Wearing_Lipstick": "make-up", "Rosy_Cheeks": "make-up/lighting", "Bangs": "hair style",
-    "Straight_Hair": "hair style", "Wavy_Hair": "hair style", "Black_Hair": "hair colour (dye)",
-    "Blond_Hair": "hair colour (dye)", "Brown_Hair": "hair colour (dye)", "Gray_Hair": "hair colour (dye)",
-    "5_o_Clock_Shadow": "facial hair (shaves)", "Goatee": "facial hair (shaves)", "Mustache": "facial hair (shaves)",
-    "No_Beard": "facial hair (shaves)", "Sideburns": "facial hair (shaves)", "Bags_Under_Eyes": "fatigue/lighting",
+    "Smiling": "expression",
+    "Mouth_Slightly_Open": "expression",
+    "Blurry": "photo quality",
+    "Eyeglasses": "accessory",
+    "Wearing_Hat": "accessory",
+    "Wearing_Earrings": "accessory",
+    "Wearing_Necklace": "accessory",
+    "Wearing_Necktie": "accessory",
+    "Heavy_Makeup": "make-up",
+    "Wearing_Lipstick": "make-up",
+    "Rosy_Cheeks": "make-up/lighting",
+    "Bangs": "hair style",
+    "Straight_Hair": "hair style",
+    "Wavy_Hair": "hair style",
+    "Black_Hair": "hair colour (dye)",
+    "Blond_Hair": "hair colour (dye)",
+    "Brown_Hair": "hair colour (dye)",
+    "Gray_Hair": "hair colour (dye)",
+    "5_o_Clock_Shadow": "facial hair (shaves)",
+    "Goatee": "facial hair (shaves)",
+    "Mustache": "facial hair (shaves)",
+    "No_Beard": "facial hair (shaves)",
+    "Sideburns": "facial hair (shaves)",
+    "Bags_Under_Eyes": "fatigue/lighting",
     "Attractive": "subjective",
 }
 
@@ -112,7 +144,9 @@ class NeuronScores:
     top_nuisance_attr: list[str]
 
 
-def score_neurons(z: NDArray[np.float32], labels: PoolLabels, cfg: SelectionConfig) -> tuple[NeuronScores, NDArray[np.float64]]:
+def score_neurons(
+    z: NDArray[np.float32], labels: PoolLabels, cfg: SelectionConfig
+) -> tuple[NeuronScores, NDArray[np.float64]]:
     """Per-neuron scores and the ``(A, D)`` attribute-effect matrix."""
     effects = attribute_effects(z, labels)
     names = labels.attribute_names
@@ -122,7 +156,10 @@ def score_neurons(z: NDArray[np.float32], labels: PoolLabels, cfg: SelectionConf
     ia_max, na_max = effects[ia].max(axis=0), effects[na].max(axis=0)
     unary = _standard(np.log(fisher)) + cfg.alpha * _standard(ia_max) - cfg.beta * _standard(na_max)
     return NeuronScores(
-        fisher=fisher.tolist(), identity_attr=ia_max.tolist(), nuisance_attr=na_max.tolist(), unary=unary.tolist(),
+        fisher=fisher.tolist(),
+        identity_attr=ia_max.tolist(),
+        nuisance_attr=na_max.tolist(),
+        unary=unary.tolist(),
         top_identity_attr=[names[ia[k]] for k in effects[ia].argmax(axis=0)],
         top_nuisance_attr=[names[na[k]] for k in effects[na].argmax(axis=0)],
     ), effects
@@ -142,7 +179,9 @@ def greedy_select(unary: NDArray[np.float64], corr: NDArray[np.float64], size: i
     return sorted(chosen)
 
 
-def select(z: NDArray[np.float32], labels: PoolLabels, cfg: SelectionConfig, seed: int = 0) -> tuple[list[int], NeuronScores, NDArray[np.float64]]:
+def select(
+    z: NDArray[np.float32], labels: PoolLabels, cfg: SelectionConfig, seed: int = 0
+) -> tuple[list[int], NeuronScores, NDArray[np.float64]]:
     """Selected neuron indices (sorted), their scores and the attribute effects."""
     scores, effects = score_neurons(z, labels, cfg)
     d = z.shape[1]
@@ -158,17 +197,34 @@ def select(z: NDArray[np.float32], labels: PoolLabels, cfg: SelectionConfig, see
     return chosen, scores, effects
 
 
-def save_selection(path: Path, chosen: list[int], scores: NeuronScores, cfg: SelectionConfig, teacher_dims: dict[str, int]) -> None:
+def save_selection(
+    path: Path, chosen: list[int], scores: NeuronScores, cfg: SelectionConfig, teacher_dims: dict[str, int]
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({
-        "config": asdict(cfg), "teacher_dims": teacher_dims, "selected": chosen, "count": len(chosen),
-        "identity_attributes": IDENTITY_ATTRIBUTES, "nuisance_attributes": NUISANCE_ATTRIBUTES,
-        "scores": asdict(scores),
-    }, indent=1))
+    path.write_text(
+        json.dumps(
+            {
+                "config": asdict(cfg),
+                "teacher_dims": teacher_dims,
+                "selected": chosen,
+                "count": len(chosen),
+                "identity_attributes": IDENTITY_ATTRIBUTES,
+                "nuisance_attributes": NUISANCE_ATTRIBUTES,
+                "scores": asdict(scores),
+            },
+            indent=1,
+        )
+    )
 
 
-def plot_selection(path: Path, chosen: list[int], scores: NeuronScores, effects: NDArray[np.float64],
-                   attribute_names: list[str], title: str) -> None:
+def plot_selection(
+    path: Path,
+    chosen: list[int],
+    scores: NeuronScores,
+    effects: NDArray[np.float64],
+    attribute_names: list[str],
+    title: str,
+) -> None:
     """Heat map of attribute effects, neurons ordered selected-then-dropped by unary score, plus score bars."""
     import matplotlib
 
@@ -178,13 +234,21 @@ def plot_selection(path: Path, chosen: list[int], scores: NeuronScores, effects:
     unary = np.array(scores.unary)
     selected = np.zeros(len(unary), dtype=bool)
     selected[chosen] = True
-    order = np.concatenate([np.flatnonzero(selected)[np.argsort(-unary[selected])],
-                            np.flatnonzero(~selected)[np.argsort(-unary[~selected])]])
-    groups = [n for n in attribute_names if n in IDENTITY_ATTRIBUTES] + [n for n in attribute_names if n in NUISANCE_ATTRIBUTES]
+    order = np.concatenate(
+        [
+            np.flatnonzero(selected)[np.argsort(-unary[selected])],
+            np.flatnonzero(~selected)[np.argsort(-unary[~selected])],
+        ]
+    )
+    groups = [n for n in attribute_names if n in IDENTITY_ATTRIBUTES] + [
+        n for n in attribute_names if n in NUISANCE_ATTRIBUTES
+    ]
     rows = [attribute_names.index(n) for n in groups]
     fig, (ax0, ax1) = plt.subplots(2, 1, figsize=(14, 11), gridspec_kw={"height_ratios": [5, 1]}, sharex=True)
     ax0.imshow(effects[rows][:, order], aspect="auto", cmap="magma", vmin=0, vmax=np.percentile(effects, 99))
-    ax0.set_yticks(range(len(groups)), [f"{'IA' if n in IDENTITY_ATTRIBUTES else 'NA'}  {n}" for n in groups], fontsize=7)
+    ax0.set_yticks(
+        range(len(groups)), [f"{'IA' if n in IDENTITY_ATTRIBUTES else 'NA'}  {n}" for n in groups], fontsize=7
+    )
     ax0.axvline(selected.sum() - 0.5, color="cyan", lw=2)
     ax0.axhline(sum(n in IDENTITY_ATTRIBUTES for n in groups) - 0.5, color="white", lw=1)
     ax0.set_title(f"{title}: attribute effect size per neuron (left of cyan line: {selected.sum()} selected)")

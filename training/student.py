@@ -39,15 +39,20 @@ class Student(nn.Module):
         self.cfg = cfg
         layers: list[nn.Module] = _conv(3, cfg.channels[0], cfg.stem_stride)
         size = cfg.input_size // cfg.stem_stride
-        for cin, cout in zip(cfg.channels[:-1], cfg.channels[1:]):
+        for cin, cout in zip(cfg.channels[:-1], cfg.channels[1:], strict=True):
             layers += _conv(cin, cout)
             layers.append(nn.MaxPool2d(2))
             size //= 2
         self.features = nn.Sequential(*layers)
         last = cfg.channels[-1]
-        self.gdc = nn.Sequential(nn.Conv2d(last, last, size, groups=last, bias=False), nn.BatchNorm2d(last), nn.Flatten())
+        self.gdc = nn.Sequential(
+            nn.Conv2d(last, last, size, groups=last, bias=False), nn.BatchNorm2d(last), nn.Flatten()
+        )
         self.head = nn.Sequential(
-            nn.Linear(last, cfg.hidden), nn.BatchNorm1d(cfg.hidden), nn.ReLU(inplace=True), nn.Dropout(cfg.dropout),
+            nn.Linear(last, cfg.hidden),
+            nn.BatchNorm1d(cfg.hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(cfg.dropout),
             nn.Linear(cfg.hidden, cfg.out_dim),
         )
         self.register_buffer("mean", torch.tensor([127.5, 127.5, 127.5]).view(1, 3, 1, 1))

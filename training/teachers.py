@@ -89,30 +89,45 @@ def teacher_component(teacher: Teacher) -> dict[str, object]:
     return {
         "file": str(teacher.file.resolve()),
         "sha256": sha256_of(teacher.file),
-        "input": {"name": teacher.input_name, "width": teacher.crop.size[0], "height": teacher.crop.size[1],
-                  "colour_order": "RGB", "mean": [0.0] * 3, "std": [1.0] * 3,
-                  "template": np.asarray(teacher.crop.template).tolist()},
+        "input": {
+            "name": teacher.input_name,
+            "width": teacher.crop.size[0],
+            "height": teacher.crop.size[1],
+            "colour_order": "RGB",
+            "mean": [0.0] * 3,
+            "std": [1.0] * 3,
+            "template": np.asarray(teacher.crop.template).tolist(),
+        },
         "output": {"name": teacher.output_name, "dim": 128},
     }
 
 
-def write_teacher_manifest(teachers: dict[str, Teacher], lfw: dict[str, dict] | None = None,
-                           out_dir: Path = TEACHER_DIR) -> Path:
+def write_teacher_manifest(
+    teachers: dict[str, Teacher], lfw: dict[str, dict] | None = None, out_dir: Path = TEACHER_DIR
+) -> Path:
     """``<cache>/teachers/manifest.json``: each teacher and their ensemble as servable models (for benchmarks)."""
     lfw = lfw or {}
-    detector = json.loads((MODELS / "manifest.json").read_text())["detector"] if (MODELS / "manifest.json").exists() \
+    detector = (
+        json.loads((MODELS / "manifest.json").read_text())["detector"]
+        if (MODELS / "manifest.json").exists()
         else {"file": YUNET_FILE, "sha256": sha256_of(build_yunet())}
+    )
     detector = {**detector, "file": str((MODELS / detector["file"]).resolve())}
 
     def entry(names: list[str]) -> dict[str, object]:
         # The service joins L2-normalised components, so its cosine is the mean of the teachers' similarities.
         key = "+".join(names) + (" (mean similarity)" if len(names) > 1 else "")
         result = lfw.get(key, {})
-        return {"version": "teacher", "components": [teacher_component(teachers[n]) for n in names],
-                "threshold": result.get("threshold_mean", 0.363 if names == ["sface"] else 0.5),
-                "threshold_calibration": "LFW 10-fold protocol: mean of the 10 thresholds each picked on 9 folds"
-                if result else "OpenCV Zoo default (SFace); placeholder for others until evaluated",
-                "lfw": result, "teachers": names}
+        return {
+            "version": "teacher",
+            "components": [teacher_component(teachers[n]) for n in names],
+            "threshold": result.get("threshold_mean", 0.363 if names == ["sface"] else 0.5),
+            "threshold_calibration": "LFW 10-fold protocol: mean of the 10 thresholds each picked on 9 folds"
+            if result
+            else "OpenCV Zoo default (SFace); placeholder for others until evaluated",
+            "lfw": result,
+            "teachers": names,
+        }
 
     models = {"sface": entry(["sface"]), "dlib": entry(["dlib"]), "ensemble": entry(["sface", "dlib"])}
     manifest = {"schema_version": 1, "default_model": "sface", "detector": detector, "models": models}

@@ -76,8 +76,9 @@ def predict(model: Student, crops: NDArray[np.uint8], batch: int = 512) -> NDArr
     return torch.cat([model(_to_tensor(crops[i : i + batch])) for i in range(0, len(crops), batch)]).numpy()
 
 
-def train_student(cfg: TrainConfig, student_cfg: StudentConfig, data: TrainData, run_dir: Path,
-                  validate: callable) -> Student:  # type: ignore[valid-type]
+def train_student(
+    cfg: TrainConfig, student_cfg: StudentConfig, data: TrainData, run_dir: Path, validate: callable
+) -> Student:  # type: ignore[valid-type]
     """Train (or resume) a student in ``run_dir``; ``validate(model) -> dict`` is called after each epoch."""
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -103,7 +104,10 @@ def train_student(cfg: TrainConfig, student_cfg: StudentConfig, data: TrainData,
         t0 = time.time()
         model.train()
         order = rng.permutation(len(data.crops))
-        total, bar = 0.0, tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step", mininterval=10)
+        total, bar = (
+            0.0,
+            tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step", mininterval=10),
+        )
         for step in bar:
             idx = np.sort(order[step * cfg.batch_size : (step + 1) * cfg.batch_size])
             x = _to_tensor(data.crops[idx])
@@ -121,8 +125,17 @@ def train_student(cfg: TrainConfig, student_cfg: StudentConfig, data: TrainData,
         record = {"epoch": epoch + 1, "loss": total / steps_per_epoch, "minutes": spent / 60, **validate(model)}
         history.append(record)
         log.info("epoch %d: %s", epoch + 1, json.dumps(record))
-        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                    "epoch": epoch + 1, "history": history, "seconds": spent}, ckpt_path)
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "opt": opt.state_dict(),
+                "sched": sched.state_dict(),
+                "epoch": epoch + 1,
+                "history": history,
+                "seconds": spent,
+            },
+            ckpt_path,
+        )
         history_path.write_text(json.dumps(history, indent=1))
     model.eval()
     return model

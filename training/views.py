@@ -31,8 +31,9 @@ IDENTITY = View()
 MIRROR = View(flip=True)
 
 
-def random_view(rng: np.random.Generator, max_angle: float = 10.0, max_scale: float = 0.08,
-                max_shift: float = 0.04) -> View:
+def random_view(
+    rng: np.random.Generator, max_angle: float = 10.0, max_scale: float = 0.08, max_shift: float = 0.04
+) -> View:
     """A random jittered view; mirrored half of the time."""
     return View(
         angle=float(rng.uniform(-max_angle, max_angle)),
@@ -48,15 +49,22 @@ def view_matrix(view: View, size: tuple[int, int]) -> NDArray[np.float64]:
     cx, cy = size[0] / 2, size[1] / 2
     theta = np.deg2rad(view.angle)
     c, s = view.scale * np.cos(theta), view.scale * np.sin(theta)
-    return np.array([
-        [c, -s, cx - c * cx + s * cy + view.dx * size[0]],
-        [s, c, cy - s * cx - c * cy + view.dy * size[1]],
-        [0.0, 0.0, 1.0],
-    ])
+    return np.array(
+        [
+            [c, -s, cx - c * cx + s * cy + view.dx * size[0]],
+            [s, c, cy - s * cx - c * cy + view.dy * size[1]],
+            [0.0, 0.0, 1.0],
+        ]
+    )
 
 
-def crop_view(image: Image.Image, landmarks: NDArray[np.floating], template: NDArray[np.floating],
-              size: tuple[int, int], view: View = IDENTITY) -> NDArray[np.uint8]:
+def crop_view(
+    image: Image.Image,
+    landmarks: NDArray[np.floating],
+    template: NDArray[np.floating],
+    size: tuple[int, int],
+    view: View = IDENTITY,
+) -> NDArray[np.uint8]:
     """Aligned crop ``(H, W, 3)`` of a view: the service's alignment, composed with the view's jitter."""
     base = np.vstack([similarity_transform(landmarks, template), [0.0, 0.0, 1.0]])
     crop = warp(image, (view_matrix(view, size) @ base)[:2], size)

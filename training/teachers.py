@@ -105,8 +105,15 @@ def teacher_component(teacher: Teacher) -> dict[str, object]:
 def write_teacher_manifest(
     teachers: dict[str, Teacher], lfw: dict[str, dict] | None = None, out_dir: Path = TEACHER_DIR
 ) -> Path:
-    """``<cache>/teachers/manifest.json``: each teacher and their ensemble as servable models (for benchmarks)."""
-    lfw = lfw or {}
+    """``<cache>/teachers/manifest.json``: each teacher and their ensemble as servable models (for benchmarks).
+
+    LFW results from earlier calls are kept for models this call has no result for (a single-teacher run
+    must not erase the ensemble's calibration).
+    """
+    path = out_dir / "manifest.json"
+    previous = json.loads(path.read_text())["models"] if path.exists() else {}
+    kept = {m["lfw"]["key"]: m["lfw"] for m in previous.values() if m.get("lfw", {}).get("key")}
+    lfw = {**kept, **(lfw or {})}
     detector = (
         json.loads((MODELS / "manifest.json").read_text())["detector"]
         if (MODELS / "manifest.json").exists()
@@ -117,7 +124,7 @@ def write_teacher_manifest(
     def entry(names: list[str]) -> dict[str, object]:
         # The service joins L2-normalised components, so its cosine is the mean of the teachers' similarities.
         key = "+".join(names) + (" (mean similarity)" if len(names) > 1 else "")
-        result = lfw.get(key, {})
+        result = {**lfw[key], "key": key} if key in lfw else {}
         return {
             "version": "teacher",
             "components": [teacher_component(teachers[n]) for n in names],
@@ -132,7 +139,6 @@ def write_teacher_manifest(
     models = {"sface": entry(["sface"]), "dlib": entry(["dlib"]), "ensemble": entry(["sface", "dlib"])}
     manifest = {"schema_version": 1, "default_model": "sface", "detector": detector, "models": models}
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "manifest.json"
     path.write_text(json.dumps(manifest, indent=2))
     return path
 

@@ -16,7 +16,7 @@ What it measures:
      ms per photo, compression and speed-up against the ensemble (flip-averaging students at their
      served cost of 2 passes per face).
   2. Service level: ``python -m service`` under uvicorn, FACE_THREADS=2, POST /verify with real LFW pairs
-     at concurrency 1, 4 and 16 (requests/s, p50/p95/p99, errors, peak RSS), once serving the default
+     at concurrency 1, 4, 8 and 16 (requests/s, p50/p95/p99, errors, peak RSS), once serving the default
      student of models/manifest.json and once the teacher ensemble; plus one /verify stage by stage.
   3. LFW accuracy from runs/*/results.json and runs/*/teachers_lfw.json, matched by the ONNX sha256.
 
@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, help="timing rounds (default 40, quick 2)")
     parser.add_argument("--budget", type=float, help="seconds of model timing at most (default 150, quick 20)")
     parser.add_argument("--requests", type=int, help="requests per concurrency level (default 200, quick 12)")
-    parser.add_argument("--concurrency", default="1,4,16", help="comma-separated concurrency levels")
+    parser.add_argument("--concurrency", default="1,4,8,16", help="comma-separated concurrency levels")
     parser.add_argument("--student", type=Path, action="append", default=[], help="extra student ONNX file")
     parser.add_argument("--headline", help="student the bars and the service use (default: the manifest's default)")
     parser.add_argument("--manifest", type=Path, default=MODELS / "manifest.json", help="student manifest")

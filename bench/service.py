@@ -41,7 +41,7 @@ class ServiceBenchError(RuntimeError):
 
 @dataclass(frozen=True)
 class LoadPlan:
-    concurrency: tuple[int, ...] = (1, 4, 16)
+    concurrency: tuple[int, ...] = (1, 4, 8, 16)
     requests: int = 200
     warmup: int = 5
     threads: int = 2

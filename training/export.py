@@ -46,8 +46,4 @@ def parity(model: Student, path: Path, batch: int = 8, seed: int = 0) -> float:
     crops = np.random.default_rng(seed).integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
     with torch.no_grad():
         ref = model(torch.from_numpy(crops).permute(0, 3, 1, 2).float()).numpy()
-    return float(np.abs(student_runner(path)(crops) - ref).max())
-
-
-def student_runner(path: Path, threads: int = 2):  # noqa: ANN201 - same callable type as onnx_runner
-    return onnx_runner(path, threads)
+    return float(np.abs(onnx_runner(path)(crops) - ref).max())

@@ -13,8 +13,8 @@ import torch
 from service.manifest import sha256_of
 from training.embedding import aligned_crops, embed_crops
 from training.evaluate import cosine_scores, roc_curve, ten_fold
-from training.export import export_student, student_runner
-from training.feature_cache import arcface_crop
+from training.export import export_student
+from training.feature_cache import arcface_crop, onnx_runner
 from training.labels import pool_labels
 from training.neurons import NeuronSpace
 from training.paths import MODELS
@@ -118,7 +118,7 @@ def stage_evaluate(run: Run) -> dict:
     needed = np.unique(np.concatenate([pairs.left, pairs.right]))
     crops = aligned_crops(run.lfw, arcface_crop(run.cfg.student.input_size), needed)
     emb = np.zeros((len(run.lfw.files), len(_selected(run))), np.float32)
-    emb[needed] = embed_crops(crops, student_runner(run.dir / "student.onnx"), flip_average=run.cfg.flip_average)
+    emb[needed] = embed_crops(crops, onnx_runner(run.dir / "student.onnx"), flip_average=run.cfg.flip_average)
     scores = cosine_scores(emb, pairs)
     result = ten_fold(scores, pairs).to_dict()
     raw = lfw_teacher_outputs(run, pairs)

@@ -15,6 +15,7 @@ Stages, in order (``all`` runs them all; each is resumable and skips work alread
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -69,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage == "report":
         from training.report import TRAINING_END, TRAINING_START, replace_section, training_section
 
-        section = training_section(args.runs, ["ensemble", "sface", "dlib"])
+        manifest = json.loads((REPO / "models/manifest.json").read_text())
+        published = [m["provenance"]["run"] for m in manifest["models"].values() if "run" in m.get("provenance", {})]
+        section = training_section(args.runs, published)
         if not replace_section(REPO / "README.md", TRAINING_START, TRAINING_END, section):
             logging.error("README.md has no %s ... %s markers", TRAINING_START, TRAINING_END)
             return 1

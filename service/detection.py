@@ -53,17 +53,22 @@ def _scale_for(height: int, width: int, cfg: DetectorConfig) -> float:
     return 1.0
 
 
-def _to_input(image: NDArray[np.uint8], scale: float) -> NDArray[np.float32]:
-    """RGB ``(H, W, 3)`` uint8 -> YuNet input ``(1, 3, H', W')``: BGR, 0-255, padded to a multiple of 32."""
+def _to_input(image: Image.Image, scale: float) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """RGB photo -> YuNet input ``(1, 3, H', W')`` (BGR, 0-255, padded to a multiple of 32) and the per-axis
+    factor ``(2,)`` that maps input pixels back to the photo's pixels."""
     if scale != 1.0:
-        height, width = image.shape[:2]
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        image = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
-    height, width = image.shape[:2]
-    pad_h, pad_w = -height % 32, -width % 32
-    blob = np.zeros((1, 3, height + pad_h, width + pad_w), dtype=np.float32)
-    blob[0, :, :height, :width] = image[:, :, ::-1].transpose(2, 0, 1)
-    return blob
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        # reducing_gap: a large photo is box-reduced first, so the downscale does not alias.
+        resized = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0 if scale < 1 else None)
+        back = np.array([image.width / resized.width, image.height / resized.height], dtype=np.float32)
+        image = resized
+    else:
+        back = np.ones(2, dtype=np.float32)
+    pixels = np.asarray(image)
+    height, width = pixels.shape[:2]
+    blob = np.zeros((1, 3, height + -height % 32, width + -width % 32), dtype=np.float32)
+    blob[0, :, :height, :width] = pixels[:, :, ::-1].transpose(2, 0, 1)
+    return blob, back
 
 
 def _decode(outputs: dict[str, NDArray[np.float32]], height: int, width: int) -> tuple[NDArray[np.float32], ...]:
@@ -112,11 +117,15 @@ class FaceDetector:
         self.input_name = session.get_inputs()[0].name
         self.output_names = [o.name for o in session.get_outputs()]
 
-    def detect(self, image: NDArray[np.uint8]) -> list[Face]:
-        """Find faces in an RGB ``(H, W, 3)`` uint8 image; returns them best score first."""
+    def detect(self, image: Image.Image | NDArray[np.uint8]) -> list[Face]:
+        """Find faces in an RGB photo (Pillow image or ``(H, W, 3)`` uint8), in its full-resolution coordinates.
+
+        Large photos are downscaled (and tiny ones upscaled) for the network only; faces come back best score
+        first.
+        """
         cfg = self.config
-        scale = _scale_for(image.shape[0], image.shape[1], cfg)
-        blob = _to_input(image, scale)
+        photo = image if isinstance(image, Image.Image) else Image.fromarray(image)
+        blob, back = _to_input(photo, _scale_for(photo.height, photo.width, cfg))
         raw = self.session.run(self.output_names, {self.input_name: blob})
         scores, boxes, landmarks = _decode(dict(zip(self.output_names, raw, strict=True)), blob.shape[2], blob.shape[3])
         candidates = np.flatnonzero(scores >= cfg.score_threshold)
@@ -124,9 +133,9 @@ class FaceDetector:
         kept = candidates[nms(boxes[candidates], scores[candidates], cfg.nms_threshold)]
         return [
             Face(
-                box=(boxes[i] / scale).astype(np.float32),
+                box=(boxes[i] * np.tile(back, 2)).astype(np.float32),
                 score=float(scores[i]),
-                landmarks=(landmarks[i] / scale).astype(np.float32),
+                landmarks=(landmarks[i] * back).astype(np.float32),
             )
             for i in kept
         ]

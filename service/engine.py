@@ -163,18 +163,7 @@ class Engine:
     def _detect(self, image: Image.Image) -> list[Face]:
         """Faces in full-resolution coordinates; a large photo is downscaled for YuNet (the crop is not)."""
         with self._timed("detect"):
-            max_side = self.detector.config.max_side
-            if max(image.size) <= max_side:
-                faces = self.detector.detect(np.asarray(image))
-            else:
-                factor = max_side / max(image.size)
-                size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
-                small = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
-                scale = np.array([image.width / small.width, image.height / small.height], dtype=np.float32)
-                faces = [
-                    Face(box=f.box * np.tile(scale, 2), score=f.score, landmarks=f.landmarks * scale)
-                    for f in self.detector.detect(np.asarray(small))
-                ]
+            faces = self.detector.detect(image)
         if self.observer is not None:
             self.observer.faces(len(faces))
         return faces

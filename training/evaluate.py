@@ -24,6 +24,10 @@ class Pairs:
     same: NDArray[np.bool_]
     fold: NDArray[np.int64]
 
+    def images(self) -> NDArray[np.int64]:
+        """Sorted indices of the images the pairs use."""
+        return np.unique(np.concatenate([self.left, self.right]))
+
 
 def read_pairs(files: list[str], limit_per_fold: int | None = None) -> Pairs:
     """Parse ``lfw/pairs.txt`` against ``files`` (relative paths as returned by ``data.lfw_files``)."""

@@ -86,26 +86,21 @@ def stage_features(run: Run) -> None:
         cache.build(view, outputs)
 
 
-def _lfw_needed(run: Run, pairs: Pairs) -> NDArray[np.int64]:
-    return np.unique(np.concatenate([pairs.left, pairs.right]))
-
-
 def lfw_teacher_outputs(run: Run, pairs: Pairs) -> dict[str, NDArray[np.float32]]:
     """Raw teacher outputs on the LFW images the pairs use (cached per teacher; evaluation only)."""
-    needed = _lfw_needed(run, pairs)
+    needed = pairs.images()
     out = {}
     for name in run.cfg.teachers:
         teacher = run.teachers[name]
         path = CACHE / "features" / "lfw" / f"{name}.npz"
-        if path.exists() and set(needed) <= set(np.load(path)["index"]):
-            d = np.load(path)
-        else:
+        cached = dict(np.load(path)) if path.exists() else {}
+        if not cached or not set(needed) <= set(cached["index"]):
             raw = embed_crops(aligned_crops(run.lfw, teacher.crop, needed), onnx_runner(teacher.file))
             path.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(path, index=needed, raw=raw)
-            d = np.load(path)
+            cached = {"index": needed, "raw": raw}
+            np.savez(path, **cached)
         full = np.zeros((len(run.lfw.files), 128), np.float32)
-        full[d["index"]] = d["raw"]
+        full[cached["index"]] = cached["raw"]
         out[name] = full
     return out
 

@@ -76,7 +76,7 @@ def stage_train(run: Run) -> Student:
         len(run.cfg.data.views),
         len(chosen),
     )
-    hold_idx = np.unique(np.concatenate([pairs.left, pairs.right]))
+    hold_idx = pairs.images()
     hold_crops = np.asarray(cache.load(run.student_crop_name(), 0))[hold_idx]
     hold_target = space.transform({t: np.asarray(cache.load(t, 0))[hold_idx] for t in run.cfg.teachers})[:, chosen]
     remap = {int(i): k for k, i in enumerate(hold_idx)}
@@ -115,21 +115,22 @@ def stage_export(run: Run) -> Path:
 def stage_evaluate(run: Run) -> dict:
     """LFW 10-fold for the exported student (the shipped ONNX, through the service's preprocessing)."""
     pairs = run.lfw_pairs()
-    needed = np.unique(np.concatenate([pairs.left, pairs.right]))
+    chosen = _selected(run)
+    needed = pairs.images()
     crops = aligned_crops(run.lfw, arcface_crop(run.cfg.student.input_size), needed)
-    emb = np.zeros((len(run.lfw.files), len(_selected(run))), np.float32)
+    emb = np.zeros((len(run.lfw.files), len(chosen)), np.float32)
     emb[needed] = embed_crops(crops, onnx_runner(run.dir / "student.onnx"), flip_average=run.cfg.flip_average)
     scores = cosine_scores(emb, pairs)
     result = ten_fold(scores, pairs).to_dict()
     raw = lfw_teacher_outputs(run, pairs)
     space = NeuronSpace.load(run.dir / "neurons.npz")
-    teacher_scores = cosine_scores(space.transform(raw)[:, _selected(run)], pairs)
+    teacher_scores = cosine_scores(space.transform(raw)[:, chosen], pairs)
     model = load_trained(run)
     summary = {
         "name": run.cfg.name,
         "config_hash": run.cfg.hash(),
         "teachers": run.cfg.teachers,
-        "selected_neurons": len(_selected(run)),
+        "selected_neurons": len(chosen),
         "params": parameter_count(model),
         "onnx_sha256": sha256_of(run.dir / "student.onnx"),
         "onnx_bytes": (run.dir / "student.onnx").stat().st_size,

@@ -207,8 +207,14 @@ def read_dlib_dat(path: Path | None = None) -> DlibNet:
 
 # (channels, down) per residual block, input to output: dnn_face_recognition_ex.cpp's alevel4 ... alevel0.
 RESIDUALS: tuple[tuple[int, bool], ...] = (
-    ((32, False),) * 3 + ((64, True),) + ((64, False),) * 3 + ((128, True),) + ((128, False),) * 2
-    + ((256, True),) + ((256, False),) * 2 + ((256, True),)
+    ((32, False),) * 3
+    + ((64, True),)
+    + ((64, False),) * 3
+    + ((128, True),)
+    + ((128, False),) * 2
+    + ((256, True),)
+    + ((256, False),) * 2
+    + ((256, True),)
 )
 
 
@@ -367,9 +373,14 @@ def export_dlib_onnx(dst: Path = TEACHER_DIR / ONNX_FILE, src: Path | None = Non
         quiet = "legacy TorchScript|Only steps=1 can be constant folded|feature will be removed"
         warnings.filterwarnings("ignore", message=f".*({quiet}).*")
         torch.onnx.export(
-            model, (torch.zeros(1, 3, CHIP_SIZE, CHIP_SIZE),), str(tmp), input_names=["input"],
-            output_names=["embedding"], dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}},
-            opset_version=17, dynamo=False,
+            model,
+            (torch.zeros(1, 3, CHIP_SIZE, CHIP_SIZE),),
+            str(tmp),
+            input_names=["input"],
+            output_names=["embedding"],
+            dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
         )
     diff = check_onnx_parity(model, tmp)
     tmp.replace(dst)
@@ -384,7 +395,14 @@ def dlib_component(path: Path, relative_to: Path = TEACHER_DIR) -> dict[str, obj
     return {
         "file": str(file),
         "sha256": sha256_of(path),
-        "input": {"name": "input", "width": CHIP_SIZE, "height": CHIP_SIZE, "colour_order": "RGB",
-                  "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0], "template": [list(p) for p in DLIB_150_TEMPLATE]},
+        "input": {
+            "name": "input",
+            "width": CHIP_SIZE,
+            "height": CHIP_SIZE,
+            "colour_order": "RGB",
+            "mean": [0.0, 0.0, 0.0],
+            "std": [1.0, 1.0, 1.0],
+            "template": [list(p) for p in DLIB_150_TEMPLATE],
+        },
         "output": {"name": "embedding", "dim": 128},
     }

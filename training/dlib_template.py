@@ -103,6 +103,7 @@ def split_files(derive: int, validate: int, seed: int = 0) -> tuple[list[Path], 
 
 def descriptor_distances(model: DlibResNet, template: NDArray[np.floating], samples: list[Sample]) -> dict[str, float]:
     """dlib descriptors of our aligned crops vs of dlib's chips: Euclidean and cosine statistics."""
+
     def embed(chips: list[NDArray[np.uint8]]) -> NDArray[np.float32]:
         with torch.no_grad():
             return np.asarray(model(torch.from_numpy(np.stack(chips)).permute(0, 3, 1, 2).float()), np.float32)
@@ -112,9 +113,14 @@ def descriptor_distances(model: DlibResNet, template: NDArray[np.floating], samp
     theirs = embed([s.chip for s in samples])
     euclid = np.linalg.norm(ours - theirs, axis=1)
     cosine = (ours * theirs).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(theirs, axis=1)
-    return {"euclidean_mean": float(euclid.mean()), "euclidean_median": float(np.median(euclid)),
-            "euclidean_p95": float(np.percentile(euclid, 95)), "cosine_mean": float(cosine.mean()),
-            "cosine_min": float(cosine.min()), "faces": len(samples)}
+    return {
+        "euclidean_mean": float(euclid.mean()),
+        "euclidean_median": float(np.median(euclid)),
+        "euclidean_p95": float(np.percentile(euclid, 95)),
+        "cosine_mean": float(cosine.mean()),
+        "cosine_min": float(cosine.min()),
+        "faces": len(samples),
+    }
 
 
 def main() -> None:
@@ -132,11 +138,17 @@ def main() -> None:
     template = points.mean(axis=0)
     arcface = template_for(np.array(ARCFACE_112), (CHIP_SIZE, CHIP_SIZE), (112, 112))
     report: dict[str, Any] = {
-        "faces_used": f"{len(derive)} of {len(derive_files)}", "template": np.round(template, 2).tolist(),
+        "faces_used": f"{len(derive)} of {len(derive_files)}",
+        "template": np.round(template, 2).tolist(),
         "per_point_std": np.round(points.std(axis=0), 2).tolist(),
-        "validation": {name: descriptor_distances(model, t, validate)
-                       for name, t in [("derived", template), ("committed", np.array(DLIB_150_TEMPLATE)),
-                                       ("arcface_scaled", arcface)]},
+        "validation": {
+            name: descriptor_distances(model, t, validate)
+            for name, t in [
+                ("derived", template),
+                ("committed", np.array(DLIB_150_TEMPLATE)),
+                ("arcface_scaled", arcface),
+            ]
+        },
     }
     for key, value in report.items():
         log.info("%s: %s", key, json.dumps(value))

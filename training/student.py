@@ -1,10 +1,16 @@
 """The student: a small plain CNN in the spirit of the released MobileID student.
 
 MobileID's student is 3 x [conv 64, ReLU, max-pool] + FC 500 + FC 500 + FC (selected neurons). Plain 3x3
-convolutions with ReLU and max-pooling are what a CPU runs fastest at batch 1 (depthwise blocks were slower
-per FLOP here), so we keep that shape and tune widths, input size and the head. The head replaces the big
-flattened FC by a global depthwise conv (GDC, as in MobileFaceNet) so that parameters stay under the
-compression budget while keeping spatial weighting.
+convolutions with ReLU are what a CPU runs fastest at batch 1 (depthwise blocks were slower per FLOP here),
+so we keep that shape and tune widths, depth, input size and the head:
+
+* ``downsample="pool"`` is the MobileID layout: conv then 2x2 max-pool at every stage.
+* ``downsample="stride"`` moves each stage's transition conv to stride 2 (a quarter of its cost) and spends
+  the saved multiply-adds on ``blocks[i]`` residual 3x3 convs at the stage's resolution: a deeper network
+  for the same time per face.
+
+The head replaces the big flattened FC by a global depthwise conv (GDC, as in MobileFaceNet) so that
+parameters stay under the compression budget while keeping spatial weighting.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ class StudentConfig:
     input_size: int = 64
     channels: list[int] = field(default_factory=lambda: [32, 64, 96, 128])
     stem_stride: int = 2  # the first conv downsamples: most of the cost sits at full resolution
+    downsample: str = "pool"  # "pool" (conv + max-pool) or "stride" (stride-2 conv)
+    blocks: list[int] = field(default_factory=list)  # residual convs after each stage's transition (stride)
     hidden: int = 256
     out_dim: int = 256
     dropout: float = 0.0
@@ -29,6 +37,17 @@ class StudentConfig:
 
 def _conv(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+class Residual(nn.Module):
+    """``x + relu(bn(conv3x3(x)))``: an extra layer that starts close to the identity."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(*_conv(channels, channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
 
 
 class Student(nn.Module):
@@ -39,9 +58,18 @@ class Student(nn.Module):
         self.cfg = cfg
         layers: list[nn.Module] = _conv(3, cfg.channels[0], cfg.stem_stride)
         size = cfg.input_size // cfg.stem_stride
-        for cin, cout in zip(cfg.channels[:-1], cfg.channels[1:], strict=True):
-            layers += _conv(cin, cout)
-            layers.append(nn.MaxPool2d(2))
+        if cfg.downsample not in ("pool", "stride"):
+            raise ValueError(f"student.downsample must be 'pool' or 'stride', not {cfg.downsample!r}")
+        stages = len(cfg.channels) - 1
+        blocks = cfg.blocks or [0] * stages
+        if len(blocks) != stages:
+            raise ValueError(f"student.blocks needs one count per stage ({stages}), got {blocks}")
+        for cin, cout, extra in zip(cfg.channels[:-1], cfg.channels[1:], blocks, strict=True):
+            if cfg.downsample == "stride":
+                layers += _conv(cin, cout, 2)
+            else:
+                layers += [*_conv(cin, cout), nn.MaxPool2d(2)]
+            layers += [Residual(cout) for _ in range(extra)]
             size //= 2
         self.features = nn.Sequential(*layers)
         last = cfg.channels[-1]

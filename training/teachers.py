@@ -140,4 +140,3 @@ def write_teacher_manifest(
     out_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(manifest, indent=2))
     return path
-

@@ -25,10 +25,19 @@ from training.paths import DATA, MODELS
 
 LFW = DATA / "lfw" / "images_deepfunneled"
 LFW_PHOTOS = [
-    "AJ_Lamas_0001", "Daniel_Osorno_0001", "Jacqueline_Gold_0001", "Lleyton_Hewitt_0016", "Rainer_Schuettler_0001",
+    "AJ_Lamas_0001",
+    "Daniel_Osorno_0001",
+    "Jacqueline_Gold_0001",
+    "Lleyton_Hewitt_0016",
+    "Rainer_Schuettler_0001",
 ]
-POOL_PHOTOS = ["celeba/img_align_celeba_89x109/000001.jpg", "celeba/img_align_celeba_89x109/000002.jpg",
-               "pool/celeba_wild_128/010129.jpg", "pool/celeba_wild_128/010205.jpg", "pool/celeba_wild_128/010224.jpg"]
+POOL_PHOTOS = [
+    "celeba/img_align_celeba_89x109/000001.jpg",
+    "celeba/img_align_celeba_89x109/000002.jpg",
+    "pool/celeba_wild_128/010129.jpg",
+    "pool/celeba_wild_128/010205.jpg",
+    "pool/celeba_wild_128/010224.jpg",
+]
 
 
 @pytest.fixture(scope="module")
@@ -113,9 +122,15 @@ def test_onnx_export_matches_pytorch_and_dlib(model: torch.nn.Module, lfw_chips:
 
     component = dlib_component(path, relative_to=tmp_path)
     assert component["file"] == "dlib.onnx"
-    assert component["input"] == {"name": "input", "width": 150, "height": 150, "colour_order": "RGB",
-                                  "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0],
-                                  "template": [list(p) for p in DLIB_150_TEMPLATE]}
+    assert component["input"] == {
+        "name": "input",
+        "width": 150,
+        "height": 150,
+        "colour_order": "RGB",
+        "mean": [0.0, 0.0, 0.0],
+        "std": [1.0, 1.0, 1.0],
+        "template": [list(p) for p in DLIB_150_TEMPLATE],
+    }
     assert component["output"] == {"name": "embedding", "dim": 128}
 
 
@@ -126,8 +141,9 @@ def test_template_alignment_approximates_dlib_chips(model: torch.nn.Module, dlib
     from service.alignment import align
     from service.detection import FaceDetector, main_face_index
 
-    detector = FaceDetector(ort.InferenceSession(str(MODELS / "yunet_2023mar_fp32.onnx"),
-                                                 providers=["CPUExecutionProvider"]))
+    detector = FaceDetector(
+        ort.InferenceSession(str(MODELS / "yunet_2023mar_fp32.onnx"), providers=["CPUExecutionProvider"])
+    )
     ours, theirs = [], []
     for name in POOL_PHOTOS:
         image = _photo(DATA / name)

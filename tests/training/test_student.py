@@ -1,0 +1,37 @@
+"""Student architectures: both layouts give the same output shape; the deep one's cost is as designed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from training.student import Residual, Student, StudentConfig, parameter_count
+
+
+def test_pool_and_stride_layouts_agree_on_shapes() -> None:
+    x = torch.rand(2, 3, 64, 64) * 255
+    for cfg in (
+        StudentConfig(64, [16, 32, 64, 128], out_dim=192),
+        StudentConfig(64, [24, 32, 64, 128], downsample="stride", blocks=[2, 2, 0], out_dim=192),
+    ):
+        model = Student(cfg).eval()
+        assert model(x).shape == (2, 192)
+        # Both end on a 4x4 map that the global depthwise conv reduces to one vector.
+        assert model.gdc[0].kernel_size == (4, 4)
+
+
+def test_deep_student_has_residual_blocks_and_fits_the_compression_bar() -> None:
+    model = Student(StudentConfig(64, [24, 32, 64, 128], downsample="stride", blocks=[2, 2, 0], out_dim=192))
+    assert sum(isinstance(m, Residual) for m in model.modules()) == 4
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.groups == 1]
+    assert len(convs) == 8
+    # Teacher ensemble: SFace 9.63 M + dlib 5.61 M parameters; the bar is >= 51.6x fewer.
+    assert 15.24e6 / parameter_count(model) >= 51.6
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"downsample": "avg"}, {"downsample": "stride", "blocks": [1, 1]}, {"blocks": [1, 0, 0, 0]}]
+)
+def test_bad_architecture_is_refused(kwargs: dict) -> None:
+    with pytest.raises(ValueError, match="student"):
+        Student(StudentConfig(64, [16, 32, 64, 128], **kwargs))

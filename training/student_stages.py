@@ -195,7 +195,7 @@ def stage_publish(run: Run) -> None:
     size = run.cfg.student.input_size
     lfw = results["lfw"]
     manifest["models"][name] = {
-        "version": f"1.0.0+{run.cfg.hash()}",
+        "version": f"1.0.0+{results['config_hash']}",
         "description": f"MobileID student distilled from {' + '.join(run.cfg.teachers)} "
         f"({results['selected_neurons']} selected neurons, {results['params']} parameters)",
         "components": [
@@ -220,7 +220,7 @@ def stage_publish(run: Run) -> None:
         "lfw": {k: lfw[k] for k in ("accuracy", "accuracy_std", "roc_auc", "tar_at_far_1e3", "pairs")},
         "teachers": run.cfg.teachers,
         "provenance": {
-            "config_hash": run.cfg.hash(),
+            "config_hash": results["config_hash"],
             "run": run.cfg.name,
             "params": results["params"],
             "selection": run.cfg.selection.__dict__,

@@ -29,7 +29,7 @@ class StudentConfig:
     channels: list[int] = field(default_factory=lambda: [32, 64, 96, 128])
     stem_stride: int = 2  # the first conv downsamples: most of the cost sits at full resolution
     downsample: str = "pool"  # "pool" (conv + max-pool) or "stride" (stride-2 conv)
-    blocks: list[int] = field(default_factory=list)  # residual convs after each stage's transition (stride)
+    blocks: list[int] = field(default_factory=list)  # residual 3x3 convs after each stage's downsampling
     hidden: int = 256
     out_dim: int = 256
     dropout: float = 0.0

@@ -342,27 +342,13 @@ def load_dlib_resnet(path: Path | None = None) -> DlibResNet:
 # ---------------------------------------------------------------------------------------------- ONNX
 
 
-def check_onnx_parity(model: DlibResNet, onnx_path: Path, batch: int = 2, seed: int = 0) -> float:
-    """Max |ORT - PyTorch| on random 0-255 chips; also runs onnx.checker. Raises if above 1e-4."""
-    import onnx
-    import onnxruntime as ort
-
-    onnx.checker.check_model(onnx.load(str(onnx_path)))
-    x = torch.rand(batch, 3, CHIP_SIZE, CHIP_SIZE, generator=torch.Generator().manual_seed(seed)) * 255
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    (got,) = session.run(["embedding"], {"input": x.numpy()})
-    with torch.no_grad():
-        diff = float(np.abs(got - model(x).numpy()).max())
-    if diff > 1e-4:
-        raise RuntimeError(f"ONNX export {onnx_path} differs from PyTorch by {diff:.2e}")
-    return diff
-
-
 def export_dlib_onnx(dst: Path = TEACHER_DIR / ONNX_FILE, src: Path | None = None) -> Path:
     """Export dlib ResNet-29 to ONNX (input "input" (N, 3, 150, 150) RGB 0-255, output "embedding" (N, 128)).
 
     Verified after writing: onnx.checker plus ORT-vs-PyTorch parity; the file is only moved into place then.
     """
+    from training.export import export_onnx
+
     model = load_dlib_resnet(src)
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -372,17 +358,7 @@ def export_dlib_onnx(dst: Path = TEACHER_DIR / ONNX_FILE, src: Path | None = Non
         # it cannot fold the reversed-pads Slice of each of the 5 Pad nodes; ORT folds those at session start.
         quiet = "legacy TorchScript|Only steps=1 can be constant folded|feature will be removed"
         warnings.filterwarnings("ignore", message=f".*({quiet}).*")
-        torch.onnx.export(
-            model,
-            (torch.zeros(1, 3, CHIP_SIZE, CHIP_SIZE),),
-            str(tmp),
-            input_names=["input"],
-            output_names=["embedding"],
-            dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}},
-            opset_version=17,
-            dynamo=False,
-        )
-    diff = check_onnx_parity(model, tmp)
+        diff = export_onnx(model, CHIP_SIZE, tmp)
     tmp.replace(dst)
     log.info("exported %s (ORT vs PyTorch max abs diff %.1e)", dst, diff)
     return dst

@@ -14,13 +14,13 @@ from training.dlib_resnet import (
     CHIP_SIZE,
     DLIB_150_TEMPLATE,
     DlibFormatError,
-    check_onnx_parity,
     dlib_component,
     dlib_model_path,
     export_dlib_onnx,
     load_dlib_resnet,
     read_dlib_dat,
 )
+from training.export import parity
 from training.paths import DATA, MODELS
 
 LFW = DATA / "lfw" / "images_deepfunneled"
@@ -109,7 +109,7 @@ def test_onnx_export_matches_pytorch_and_dlib(model: torch.nn.Module, lfw_chips:
     import onnxruntime as ort
 
     path = export_dlib_onnx(tmp_path / "dlib.onnx")
-    assert check_onnx_parity(model, path) < 1e-4
+    assert parity(model, path, CHIP_SIZE) < 1e-4
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["input"]
     chips, reference = lfw_chips

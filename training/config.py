@@ -31,6 +31,9 @@ class TrainConfig:
     max_minutes: float = 45.0  # stop (and keep the best checkpoint) when the wall-clock budget is spent
     augment: bool = True
     seed: int = 0
+    # Warm start: a run folder (e.g. "runs/ensemble-deep") whose trained student, same widths and neurons,
+    # initialises this one instead of random weights. Used once, before the first epoch.
+    init_from: str | None = None
 
 
 @dataclass
@@ -83,14 +86,15 @@ def _set(tree: dict[str, Any], dotted: str, raw: str) -> None:
 
 
 def load_config(path: Path | None, overrides: list[str] = ()) -> RunConfig:  # type: ignore[assignment]
-    """Read a YAML run config and apply ``key.sub=value`` overrides (values parsed as YAML)."""
-    tree: dict[str, Any] = yaml.safe_load(path.read_text()) if path else {}
+    """Read a YAML run config (or a run folder's saved config.yaml) and apply ``key.sub=value`` overrides."""
+    tree: dict[str, Any] = (yaml.safe_load(path.read_text()) if path else None) or {}
+    tree.pop("config_hash", None)  # written by save_config, derived from the rest
     for item in overrides:
         key, _, raw = item.partition("=")
         if not _:
             raise ValueError(f"override {item!r} is not key=value")
         _set(tree, key, raw)
-    return _build(RunConfig, tree or {})
+    return _build(RunConfig, tree)
 
 
 def save_config(cfg: RunConfig, path: Path) -> None:

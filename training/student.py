@@ -91,5 +91,47 @@ class Student(nn.Module):
         return self.head(self.gdc(self.features(x)))
 
 
+def _stage_units(model: Student) -> list[list[tuple[str, ...]]]:
+    """``features`` state-dict prefixes per stage (stem first): the stage's conv + BN, then each residual block."""
+    stages: list[list[tuple[str, ...]]] = []
+    for i, layer in enumerate(model.features):
+        if isinstance(layer, nn.Conv2d):
+            stages.append([(f"features.{i}.", f"features.{i + 1}.")])
+        elif isinstance(layer, Residual):
+            stages[-1].append((f"features.{i}.",))
+    return stages
+
+
+def warm_start(model: Student, source: Student) -> list[str]:
+    """Initialise ``model`` from a trained ``source`` student, stage by stage, and return what kept its init.
+
+    Both must have the same widths, input size and head. Each stage's conv and its first residual blocks are
+    copied; residual blocks beyond the source's keep their fresh initialisation, and source blocks beyond
+    ``model``'s are dropped (a shallower student starts from a deeper one's trained layers)."""
+    if (source.cfg.channels, source.cfg.input_size, source.cfg.out_dim) != (
+        model.cfg.channels,
+        model.cfg.input_size,
+        model.cfg.out_dim,
+    ) or (source.cfg.stem_stride, source.cfg.downsample) != (model.cfg.stem_stride, model.cfg.downsample):
+        raise ValueError(
+            f"student warm start needs the same channels, input size, output, stem and downsampling: "
+            f"source {source.cfg}, target {model.cfg}"
+        )
+    rename: dict[str, str] = {}
+    for src_stage, dst_stage in zip(_stage_units(source), _stage_units(model), strict=True):
+        for src_unit, dst_unit in zip(src_stage, dst_stage, strict=False):
+            rename.update(zip(src_unit, dst_unit, strict=True))
+    state = {}
+    for key, value in source.state_dict().items():
+        if not key.startswith("features."):
+            state[key] = value
+            continue
+        prefix = next((p for p in rename if key.startswith(p)), None)
+        if prefix is not None:
+            state[rename[prefix] + key[len(prefix) :]] = value
+    missing, _ = model.load_state_dict(state, strict=False)
+    return missing
+
+
 def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

@@ -11,16 +11,17 @@ import numpy as np
 import torch
 
 from service.manifest import sha256_of
+from training.config import load_config
 from training.embedding import aligned_crops, embed_crops
 from training.evaluate import cosine_scores, roc_curve, ten_fold
 from training.export import export_student
 from training.feature_cache import arcface_crop, onnx_runner
 from training.labels import pool_labels
 from training.neurons import NeuronSpace
-from training.paths import MODELS
+from training.paths import MODELS, REPO
 from training.pipeline import Run, holdout, lfw_teacher_outputs, neuron_space
 from training.selection import plot_selection, save_selection, select
-from training.student import Student, parameter_count
+from training.student import Student, StudentConfig, parameter_count
 from training.teachers import build_yunet
 from training.trainer import TrainData, predict, train_student
 
@@ -98,18 +99,38 @@ def stage_train(run: Run) -> Student:
         }
 
     run.cfg.student.out_dim = len(chosen)
-    return train_student(run.cfg.train, run.cfg.student, data, run.dir, validate)
+    return train_student(run.cfg.train, run.cfg.student, data, run.dir, validate, init=_init_student(run))
 
 
-def load_trained(run: Run) -> Student:
-    run.cfg.student.out_dim = len(_selected(run))
-    model = Student(run.cfg.student)
-    model.load_state_dict(torch.load(run.dir / "checkpoint.pt", weights_only=False)["model"])
+def _init_student(run: Run) -> Student | None:
+    """The trained student named by ``train.init_from``, after checking that it regresses the same neurons."""
+    if run.cfg.train.init_from is None:
+        return None
+    source = REPO / run.cfg.train.init_from
+    if not (source / "checkpoint.pt").exists():
+        raise FileNotFoundError(f"train.init_from: {source}/checkpoint.pt not found (train that run first)")
+    theirs, ours = NeuronSpace.load(source / "neurons.npz"), NeuronSpace.load(run.dir / "neurons.npz")
+    same = (
+        json.loads((source / "selection.json").read_text())["selected"] == _selected(run)
+        and theirs.teachers == ours.teachers
+        and np.allclose(theirs.mean, ours.mean)
+        and np.allclose(theirs.std, ours.std)
+    )
+    if not same:
+        raise ValueError(f"train.init_from: {source} regresses other neurons than {run.dir}; warm start refused")
+    return load_trained(source, load_config(source / "config.yaml").student)
+
+
+def load_trained(run_dir: Path, student: StudentConfig) -> Student:
+    """The student trained in ``run_dir`` (its last checkpoint), in eval mode."""
+    student.out_dim = len(json.loads((run_dir / "selection.json").read_text())["selected"])
+    model = Student(student)
+    model.load_state_dict(torch.load(run_dir / "checkpoint.pt", weights_only=False)["model"])
     return model.eval()
 
 
 def stage_export(run: Run) -> Path:
-    return export_student(load_trained(run), run.dir / "student.onnx")
+    return export_student(load_trained(run.dir, run.cfg.student), run.dir / "student.onnx")
 
 
 def stage_evaluate(run: Run) -> dict:
@@ -125,7 +146,7 @@ def stage_evaluate(run: Run) -> dict:
     raw = lfw_teacher_outputs(run, pairs)
     space = NeuronSpace.load(run.dir / "neurons.npz")
     teacher_scores = cosine_scores(space.transform(raw)[:, chosen], pairs)
-    model = load_trained(run)
+    model = load_trained(run.dir, run.cfg.student)
     summary = {
         "name": run.cfg.name,
         "config_hash": run.cfg.hash(),

@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from tqdm import tqdm
 
 from training.config import TrainConfig
-from training.student import Student, StudentConfig
+from training.student import Student, StudentConfig, warm_start
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +77,15 @@ def predict(model: Student, crops: NDArray[np.uint8], batch: int = 512) -> NDArr
 
 
 def train_student(
-    cfg: TrainConfig, student_cfg: StudentConfig, data: TrainData, run_dir: Path, validate: callable
-) -> Student:  # type: ignore[valid-type]
-    """Train (or resume) a student in ``run_dir``; ``validate(model) -> dict`` is called after each epoch."""
+    cfg: TrainConfig,
+    student_cfg: StudentConfig,
+    data: TrainData,
+    run_dir: Path,
+    validate: callable,  # type: ignore[valid-type]
+    init: Student | None = None,
+) -> Student:
+    """Train (or resume) a student in ``run_dir``; ``validate(model) -> dict`` is called after each epoch.
+    A fresh run starts from ``init``'s trained layers when given (see :func:`training.student.warm_start`)."""
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     model = Student(student_cfg)
@@ -95,6 +101,9 @@ def train_student(
         sched.load_state_dict(ckpt["sched"])
         start, history, spent = ckpt["epoch"], ckpt["history"], ckpt["seconds"]
         log.info("resuming %s at epoch %d (%.1f min spent)", run_dir, start, spent / 60)
+    elif init is not None:
+        fresh = warm_start(model, init)
+        log.info("warm start from a trained student; freshly initialised: %s", fresh or "nothing")
     gen = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     for epoch in range(start, cfg.epochs):

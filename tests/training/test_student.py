@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training.student import Residual, Student, StudentConfig, parameter_count
+from training.student import Residual, Student, StudentConfig, parameter_count, warm_start
 
 
 def test_pool_and_stride_layouts_agree_on_shapes() -> None:
@@ -35,3 +35,33 @@ def test_deep_student_has_residual_blocks_and_fits_the_compression_bar() -> None
 def test_bad_architecture_is_refused(kwargs: dict) -> None:
     with pytest.raises(ValueError, match="student"):
         Student(StudentConfig(64, [16, 32, 64, 128], **kwargs))
+
+
+def _deep(blocks: list[int]) -> Student:
+    return Student(StudentConfig(64, [24, 32, 64, 128], downsample="stride", blocks=blocks, out_dim=192)).eval()
+
+
+def test_warm_start_copies_a_trained_student_stage_by_stage() -> None:
+    torch.manual_seed(0)
+    source, same = _deep([2, 2, 0]), _deep([2, 2, 0])
+    for p in source.parameters():
+        torch.nn.init.normal_(p)  # any weights unlike a fresh init
+    assert warm_start(same, source) == []
+    x = torch.rand(2, 3, 64, 64) * 255
+    torch.testing.assert_close(same(x), source(x))
+
+    shallow = _deep([1, 1, 0])
+    assert warm_start(shallow, source) == []  # every layer of the shallower net has a trained counterpart
+    # Stage 2's stride conv sits at index 8 in the source and 7 in the shallow net (one residual block fewer).
+    torch.testing.assert_close(shallow.features[7].weight, source.features[8].weight)
+    torch.testing.assert_close(shallow.features[6].body[0].weight, source.features[6].body[0].weight)
+    torch.testing.assert_close(shallow.head[-1].weight, source.head[-1].weight)
+
+    deeper = _deep([2, 3, 0])
+    fresh = warm_start(deeper, source)
+    assert fresh and all(key.startswith("features.13.") for key in fresh)  # only the extra block stays fresh
+
+
+def test_warm_start_refuses_another_width() -> None:
+    with pytest.raises(ValueError, match="warm start"):
+        warm_start(_deep([2, 2, 0]), Student(StudentConfig(64, [16, 32, 64, 128], out_dim=192)))

@@ -1,10 +1,15 @@
-"""Neuron-selection ablation: the same short training budget for several selections, side by side.
+"""Ablations: several variants of one base run, trained side by side, in one summary table.
 
 ``python -m training.ablation --config training/configs/ablation.yaml`` trains one student per variant
-(select -> train -> export -> evaluate) and writes ``runs/<name>/summary.{json,md}``. The variants differ
-only in which teacher neurons the student regresses: all of them, the MobileID energy selection (with and
-without its redundancy term), or a random subset of the same size. Decisions are taken on the held-out
-CelebA-wild identities; LFW accuracy is reported beside them, never used to choose.
+(select -> train -> export -> evaluate) and writes ``runs/<name>/summary.{json,md}``.
+
+* ``ablation.yaml``: the variants differ only in which teacher neurons the student regresses: all of them,
+  the MobileID energy selection (with and without its redundancy term), or a random subset of the same size.
+* ``learning_curve.yaml``: the variants differ only in how many training images (and views) the student
+  sees, at the same number of training steps.
+
+Decisions are taken on the held-out CelebA-wild identities; LFW accuracy is reported beside them, never used
+to choose.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ def run_variant(base: Path, overrides: list[str], runs: Path) -> dict:
     last = results["history"][-1]
     return {
         "name": run.cfg.name,
+        "train_data": results.get("train_data"),
+        "epochs": len(results["history"]),
         "method": run.cfg.selection.method,
         "neurons": results["selected_neurons"],
         "redundancy": run.cfg.selection.redundancy,
@@ -49,25 +56,32 @@ def run_variant(base: Path, overrides: list[str], runs: Path) -> dict:
     }
 
 
-def write_summary(rows: list[dict], out: Path, budget: str) -> None:
+def _selection(row: dict) -> str:
+    no_redundancy = row["method"] == "energy" and not row["redundancy"]
+    return f"{row['method']}{' (no redundancy)' if no_redundancy else ''}"
+
+
+def write_summary(rows: list[dict], out: Path, title: str, budget: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(rows, indent=1))
     lines = [
-        f"# Neuron-selection ablation ({budget})",
+        f"# {title} ({budget})",
         "",
         "Held-out = CelebA-wild identities never trained on (used for decisions); LFW = test only.",
         "",
-        "| variant | selection | neurons | student params | held-out acc % | held-out AUC | cos to target "
-        "| LFW acc % | LFW AUC | teacher neurons' own LFW acc % |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| variant | training images x views | epochs | selection | neurons | student params | held-out acc % "
+        "| held-out AUC | cos to target | LFW acc % | LFW AUC | teacher neurons' own LFW acc % |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    lines += [
-        f"| {r['name']} | {r['method']}{' (no redundancy)' if r['method'] == 'energy' and not r['redundancy'] else ''} "
-        f"| {r['neurons']} | {r['params']:,} | {100 * r['holdout_accuracy']:.2f} | {r['holdout_auc']:.4f} "
-        f"| {r['holdout_cos_to_teacher']:.3f} | {100 * r['lfw_accuracy']:.2f} ± {100 * r['lfw_std']:.2f} "
-        f"| {r['lfw_auc']:.4f} | {100 * r['target_lfw_accuracy']:.2f} |"
-        for r in rows
-    ]
+    for r in rows:
+        data = r.get("train_data")
+        size = f"{data['images']:,} x {data['views']}" if data else "-"
+        lines.append(
+            f"| {r['name']} | {size} | {r.get('epochs', '-')} | {_selection(r)} | {r['neurons']} | {r['params']:,} "
+            f"| {100 * r['holdout_accuracy']:.2f} | {r['holdout_auc']:.4f} | {r['holdout_cos_to_teacher']:.3f} "
+            f"| {100 * r['lfw_accuracy']:.2f} ± {100 * r['lfw_std']:.2f} | {r['lfw_auc']:.4f} "
+            f"| {100 * r['target_lfw_accuracy']:.2f} |"
+        )
     (out / "summary.md").write_text("\n".join(lines) + "\n")
 
 
@@ -83,7 +97,7 @@ def main() -> None:
     for name, overrides in spec["variants"].items():
         log.info("ablation variant %s: %s", name, overrides)
         rows.append(run_variant(base, [f"name={spec['name']}-{name}", *spec["common"], *overrides], args.runs))
-        write_summary(rows, args.runs / spec["name"], spec["budget"])
+        write_summary(rows, args.runs / spec["name"], spec.get("title", "Ablation"), spec["budget"])
 
 
 if __name__ == "__main__":

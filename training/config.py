@@ -42,6 +42,7 @@ class DataConfig:
     limit_per_set: int | None = None
     views: list[int] = field(default_factory=lambda: [0, 1])
     lfw_pairs_per_fold: int | None = None  # None = all 600 per fold
+    fraction: float = 1.0  # train on this seeded random share of the pool's training images (learning curves)
 
 
 @dataclass
@@ -60,7 +61,10 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+        """Short hash of the settings; ``student.out_dim`` is left out: the stages derive it from the selection."""
+        settings = self.to_dict()
+        del settings["student"]["out_dim"]
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _build(cls: type, values: dict[str, Any]) -> Any:

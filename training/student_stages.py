@@ -58,18 +58,26 @@ def _selected(run: Run) -> list[int]:
 
 
 def stage_train(run: Run) -> Student:
-    """Train the student on every cached view of the non-held-out pool."""
+    """Train the student on every cached view of the non-held-out pool (or a seeded share of its images)."""
     cache = run.cache()
     chosen = _selected(run)
     space = NeuronSpace.load(run.dir / "neurons.npz")
     mask, pairs = holdout(run)
     rows = np.flatnonzero(cache.valid & ~mask)
+    fraction = run.cfg.data.fraction
+    if not 0 < fraction <= 1:
+        raise ValueError(f"data.fraction must be in (0, 1], got {fraction}")
+    if fraction < 1:
+        rng = np.random.default_rng(run.cfg.train.seed)
+        rows = np.sort(rng.choice(rows, max(1, round(fraction * len(rows))), replace=False))
     crops, targets = [], []
     for view in run.cfg.data.views:
         crops.append(np.asarray(cache.load(run.student_crop_name(), view))[rows])
         raw = {t: np.asarray(cache.load(t, view))[rows] for t in run.cfg.teachers}
         targets.append(space.transform(raw)[:, chosen])
     data = TrainData(np.concatenate(crops), np.concatenate(targets))
+    size = {"images": len(rows), "views": len(run.cfg.data.views), "samples": len(data.crops)}
+    (run.dir / "train_data.json").write_text(json.dumps(size))
     log.info(
         "training on %d samples (%d images x %d views), %d targets",
         len(data.crops),
@@ -156,6 +164,7 @@ def stage_evaluate(run: Run) -> dict:
         "onnx_sha256": sha256_of(run.dir / "student.onnx"),
         "onnx_bytes": (run.dir / "student.onnx").stat().st_size,
         "flip_average": run.cfg.flip_average,
+        "train_data": json.loads(data.read_text()) if (data := run.dir / "train_data.json").exists() else None,
         "lfw": result,
         "lfw_selected_teacher_neurons": ten_fold(teacher_scores, pairs).to_dict(),
         "history": json.loads((run.dir / "history.json").read_text()),
@@ -248,6 +257,7 @@ def stage_publish(run: Run) -> None:
             "selected_neurons": results["selected_neurons"],
             "data": run.cfg.data.sets,
             "views": run.cfg.data.views,
+            "warm_start_from": run.cfg.train.init_from,
         },
     }
     if run.cfg.publish_default or manifest.get("default_model") not in manifest["models"]:

@@ -51,3 +51,18 @@ def test_loss_goes_down_and_results_are_written(smoke_run: Path) -> None:
     assert 0.0 <= results["lfw"]["accuracy"] <= 1.0
     assert (smoke_run / "results.md").read_text().startswith("# Run `smoke`")
     assert (smoke_run / "roc.png").exists()
+
+
+def test_warm_start_on_half_the_images(smoke_run: Path) -> None:
+    """A second run starts from the smoke student (train.init_from) on a seeded half of the training images."""
+    runs = smoke_run.parent
+    common = ["--config", str(CONFIG), "--runs", str(runs), "--set", "name=smoke-warm"]
+    options = ["--set", f"train.init_from={smoke_run}", "--set", "data.fraction=0.5", "--set", "train.epochs=1"]
+    assert main(["select", *common]) == 0
+    assert main(["train", *common, *options]) == 0
+    cold = json.loads((smoke_run / "train_data.json").read_text())
+    warm = json.loads((runs / "smoke-warm/train_data.json").read_text())
+    assert warm["images"] == round(cold["images"] / 2) and warm["samples"] == 2 * warm["images"]
+    # Its first epoch starts from trained weights: a lower loss than the cold run's first epoch.
+    cold_loss = json.loads((smoke_run / "history.json").read_text())[0]["loss"]
+    assert json.loads((runs / "smoke-warm/history.json").read_text())[0]["loss"] < cold_loss

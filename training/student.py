@@ -108,14 +108,11 @@ def warm_start(model: Student, source: Student) -> list[str]:
     Both must have the same widths, input size and head. Each stage's conv and its first residual blocks are
     copied; residual blocks beyond the source's keep their fresh initialisation, and source blocks beyond
     ``model``'s are dropped (a shallower student starts from a deeper one's trained layers)."""
-    if (source.cfg.channels, source.cfg.input_size, source.cfg.out_dim) != (
-        model.cfg.channels,
-        model.cfg.input_size,
-        model.cfg.out_dim,
-    ) or (source.cfg.stem_stride, source.cfg.downsample) != (model.cfg.stem_stride, model.cfg.downsample):
+    shared = ("input_size", "channels", "stem_stride", "downsample", "hidden", "out_dim")
+    differ = [name for name in shared if getattr(source.cfg, name) != getattr(model.cfg, name)]
+    if differ:
         raise ValueError(
-            f"student warm start needs the same channels, input size, output, stem and downsampling: "
-            f"source {source.cfg}, target {model.cfg}"
+            f"student warm start needs the same {', '.join(differ)}: source {source.cfg}, target {model.cfg}"
         )
     rename: dict[str, str] = {}
     for src_stage, dst_stage in zip(_stage_units(source), _stage_units(model), strict=True):

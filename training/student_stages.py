@@ -107,19 +107,19 @@ def stage_train(run: Run) -> Student:
         }
 
     run.cfg.student.out_dim = len(chosen)
-    return train_student(run.cfg.train, run.cfg.student, data, run.dir, validate, init=_init_student(run))
+    # The source run is loaded only if this run starts fresh (a resumed run needs nothing from it).
+    init = (lambda: _init_student(run, chosen)) if run.cfg.train.init_from else None
+    return train_student(run.cfg.train, run.cfg.student, data, run.dir, validate, init=init)
 
 
-def _init_student(run: Run) -> Student | None:
+def _init_student(run: Run, chosen: list[int]) -> Student:
     """The trained student named by ``train.init_from``, after checking that it regresses the same neurons."""
-    if run.cfg.train.init_from is None:
-        return None
     source = REPO / run.cfg.train.init_from
     if not (source / "checkpoint.pt").exists():
         raise FileNotFoundError(f"train.init_from: {source}/checkpoint.pt not found (train that run first)")
     theirs, ours = NeuronSpace.load(source / "neurons.npz"), NeuronSpace.load(run.dir / "neurons.npz")
     same = (
-        json.loads((source / "selection.json").read_text())["selected"] == _selected(run)
+        json.loads((source / "selection.json").read_text())["selected"] == chosen
         and theirs.teachers == ours.teachers
         and np.allclose(theirs.mean, ours.mean)
         and np.allclose(theirs.std, ours.std)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,10 +83,11 @@ def train_student(
     data: TrainData,
     run_dir: Path,
     validate: callable,  # type: ignore[valid-type]
-    init: Student | None = None,
+    init: Callable[[], Student] | None = None,
 ) -> Student:
     """Train (or resume) a student in ``run_dir``; ``validate(model) -> dict`` is called after each epoch.
-    A fresh run starts from ``init``'s trained layers when given (see :func:`training.student.warm_start`)."""
+    A fresh run starts from the trained layers of the student ``init()`` loads, when given (see
+    :func:`training.student.warm_start`); a resumed run never calls it."""
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     model = Student(student_cfg)
@@ -102,7 +104,7 @@ def train_student(
         start, history, spent = ckpt["epoch"], ckpt["history"], ckpt["seconds"]
         log.info("resuming %s at epoch %d (%.1f min spent)", run_dir, start, spent / 60)
     elif init is not None:
-        fresh = warm_start(model, init)
+        fresh = warm_start(model, init())
         log.info("warm start from a trained student; freshly initialised: %s", fresh or "nothing")
     gen = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)

@@ -50,12 +50,19 @@ def shown(path: Path) -> str:
     return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")  # inputs 1 and 2: scale and zero point, not learned weights
+
+
 @functools.cache
-def _file_facts(path: Path) -> tuple[int, int, str]:
-    """(floating-point parameters in initializers, file bytes, sha256) of an ONNX file."""
+def file_facts(path: Path) -> tuple[int, int, str]:
+    """(parameters, file bytes, sha256) of an ONNX file. Parameters are the elements of its weight
+    initializers: the floating-point ones, and in an int8 (QDQ) graph the integer weights and biases too,
+    but not the quantization scales and zero points."""
     model = onnx.load(str(path))
-    params = sum(int(np.prod(t.dims)) for t in model.graph.initializer
-                 if onnx.helper.tensor_dtype_to_np_dtype(t.data_type).kind == "f")
+    quant = {name for node in model.graph.node if node.op_type in QDQ_OPS for name in node.input[1:3]}
+    quantized = {node.input[0] for node in model.graph.node if node.op_type == "DequantizeLinear"}
+    params = sum(int(np.prod(t.dims)) for t in model.graph.initializer if t.name not in quant and (
+        t.name in quantized or onnx.helper.tensor_dtype_to_np_dtype(t.data_type).kind == "f"))
     return params, path.stat().st_size, sha256_of(path)
 
 
@@ -63,7 +70,7 @@ def static_facts(model: BenchModel) -> dict[str, Any]:
     """Parameters, bytes, sha256s and MACs of a model (summed over its graphs); per face, one pass and served."""
     files, params, size, macs = [], 0, 0, 0
     for graph in model.graphs:
-        graph_params, graph_bytes, sha = _file_facts(graph.path)
+        graph_params, graph_bytes, sha = file_facts(graph.path)
         params, size = params + graph_params, size + graph_bytes
         macs += count_macs(graph.path, (1, 3, graph.height, graph.width))
         expected = graph.manifest_sha256

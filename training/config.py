@@ -27,6 +27,10 @@ class TrainConfig:
     weight_decay: float = 5e-4
     mse_weight: float = 1.0
     cos_weight: float = 1.0
+    # Relational term: mean squared difference between the student's and the target's batch cosine-similarity
+    # matrices (off the diagonal), so that pairs of faces keep the teachers' similarity, not only each face its
+    # target. 0 turns it off.
+    relational_weight: float = 0.0
     threads: int = 2
     max_minutes: float = 45.0  # stop (and keep the best checkpoint) when the wall-clock budget is spent
     augment: bool = True
@@ -46,6 +50,14 @@ class DataConfig:
 
 
 @dataclass
+class ExportConfig:
+    # "int8": the shipped student.onnx is the float export quantized to int8 (training/quantize.py); the float
+    # graph stays beside it as student-fp32.onnx. "none": the float export is shipped.
+    quantize: str = "none"
+    calibration_images: int = 512  # training-pool crops (plain view) that calibrate the activation ranges
+
+
+@dataclass
 class RunConfig:
     name: str = "student"
     teachers: list[str] = field(default_factory=lambda: ["sface", "dlib"])
@@ -53,6 +65,7 @@ class RunConfig:
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
     flip_average: bool = True
     publish_as: str | None = None  # model name in models/manifest.json
     publish_default: bool = False  # make it the service's default model
@@ -61,10 +74,24 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def hash(self) -> str:
-        """Short hash of the settings; ``student.out_dim`` is left out: the stages derive it from the selection."""
+        """Short hash of the settings; ``student.out_dim`` is left out: the stages derive it from the selection.
+        Settings added later are left out while at their default, so older runs keep their hash."""
         settings = self.to_dict()
         del settings["student"]["out_dim"]
+        for *parents, leaf in _ADDED_LATER:
+            tree = settings
+            for key in parents:
+                tree = tree[key]
+            if tree[leaf] == _ADDED_LATER[(*parents, leaf)]:
+                del tree[leaf]
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+
+# Settings (path -> default) introduced after runs had been published.
+_ADDED_LATER: dict[tuple[str, ...], Any] = {
+    ("export",): dataclasses.asdict(ExportConfig()),
+    ("train", "relational_weight"): 0.0,
+}
 
 
 def _build(cls: type, values: dict[str, Any]) -> Any:

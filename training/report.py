@@ -29,12 +29,20 @@ def write_run_report(run_dir: Path) -> Path:
         "",
         "| model | accuracy % | ROC AUC | TAR % @ FAR 1e-3 |",
         "|---|---|---|---|",
-        _row("student", results["lfw"]),
-        _row("teachers' selected neurons (target)", results["lfw_selected_teacher_neurons"]),
+        _row("student" + (" (int8, shipped)" if results.get("quantization") else ""), results["lfw"]),
     ]
+    if results.get("quantization"):
+        lines.append(_row("student, float graph before quantization", results["lfw_fp32"]))
+    lines.append(_row("teachers' selected neurons (target)", results["lfw_selected_teacher_neurons"]))
     teachers = run_dir / "teachers_lfw.json"
     if teachers.exists():
         lines += [_row(f"teacher {k}", v) for k, v in json.loads(teachers.read_text()).items()]
+    if quant := results.get("quantization"):
+        lines += [
+            "",
+            f"int8 vs float graph on {quant['crops']:,} held-out crops: cosine mean {quant['cosine_mean']:.4f}, "
+            f"1st percentile {quant['cosine_p01']:.4f}, min {quant['cosine_min']:.4f}.",
+        ]
     lines += [
         "",
         "Training history (held-out CelebA-wild identities, never LFW):",
@@ -121,11 +129,9 @@ def training_section(runs: Path, published: list[str]) -> str:
         path = runs / name / "results.json"
         if path.exists():
             r = json.loads(path.read_text())
-            lines.append(
-                _row(
-                    f"**student `{name}`** ({r['selected_neurons']} neurons of {'+'.join(r['teachers'])})", r["lfw"]
-                ).replace(") |", f") | {r['params'] / 1e3:.0f} k |", 1)
-            )
+            int8 = ", int8" if r.get("quantization") else ""
+            label = f"**student `{name}`** ({r['selected_neurons']} neurons of {'+'.join(r['teachers'])}{int8})"
+            lines.append(_row(label, r["lfw"]).replace(") |", f") | {r['params'] / 1e3:.0f} k |", 1))
     for study in ("ablation", "curve"):  # written by python -m training.ablation
         summary = runs / study / "summary.md"
         if summary.exists():

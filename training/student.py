@@ -106,8 +106,9 @@ def warm_start(model: Student, source: Student) -> list[str]:
     """Initialise ``model`` from a trained ``source`` student, stage by stage, and return what kept its init.
 
     Both must have the same widths, input size and head. Each stage's conv and its first residual blocks are
-    copied; residual blocks beyond the source's keep their fresh initialisation, and source blocks beyond
-    ``model``'s are dropped (a shallower student starts from a deeper one's trained layers)."""
+    copied; source blocks beyond ``model``'s are dropped (a shallower student starts from a deeper one's trained
+    layers). Residual blocks beyond the source's start as the identity (their BN scale is zeroed), so a deeper
+    student starts out computing exactly what the source computes and training grows the new layers from there."""
     shared = ("input_size", "channels", "stem_stride", "downsample", "hidden", "out_dim")
     differ = [name for name in shared if getattr(source.cfg, name) != getattr(model.cfg, name)]
     if differ:
@@ -127,6 +128,9 @@ def warm_start(model: Student, source: Student) -> list[str]:
         if prefix is not None:
             state[rename[prefix] + key[len(prefix) :]] = value
     missing, _ = model.load_state_dict(state, strict=False)
+    for i, layer in enumerate(model.features):
+        if isinstance(layer, Residual) and f"features.{i}.body.1.weight" in missing:
+            nn.init.zeros_(layer.body[1].weight)  # relu(0 * conv + 0) = 0: the block adds nothing yet
     return missing
 
 

@@ -20,12 +20,15 @@ from training.labels import pool_labels
 from training.neurons import NeuronSpace
 from training.paths import MODELS, REPO
 from training.pipeline import Run, holdout, lfw_teacher_outputs, neuron_space
+from training.quantize import fidelity, quantize_int8
 from training.selection import plot_selection, save_selection, select
 from training.student import Student, StudentConfig, parameter_count
 from training.teachers import build_yunet
 from training.trainer import TrainData, predict, train_student
 
 log = logging.getLogger(__name__)
+
+FP32_ONNX = "student-fp32.onnx"  # the float graph beside a quantized student.onnx
 
 
 def stage_select(run: Run) -> list[int]:
@@ -62,8 +65,8 @@ def stage_train(run: Run) -> Student:
     cache = run.cache()
     chosen = _selected(run)
     space = NeuronSpace.load(run.dir / "neurons.npz")
-    mask, pairs = holdout(run)
-    rows = np.flatnonzero(cache.valid & ~mask)
+    _, pairs = holdout(run)
+    rows = _training_rows(run)
     fraction = run.cfg.data.fraction
     if not 0 < fraction <= 1:
         raise ValueError(f"data.fraction must be in (0, 1], got {fraction}")
@@ -137,8 +140,37 @@ def load_trained(run_dir: Path, student: StudentConfig) -> Student:
     return model.eval()
 
 
+def _training_rows(run: Run) -> np.ndarray:
+    """Pool rows the student may learn from: valid detections outside the held-out identities."""
+    mask, _ = holdout(run)
+    return np.flatnonzero(run.cache().valid & ~mask)
+
+
 def stage_export(run: Run) -> Path:
-    return export_student(load_trained(run.dir, run.cfg.student), run.dir / "student.onnx")
+    """ONNX of the trained student; with ``export.quantize: int8`` the shipped graph is its int8 version."""
+    model = load_trained(run.dir, run.cfg.student)
+    shipped = run.dir / "student.onnx"
+    quantize = run.cfg.export.quantize
+    if quantize == "none":
+        return export_student(model, shipped)
+    if quantize != "int8":
+        raise ValueError(f"export.quantize must be 'none' or 'int8', not {quantize!r}")
+    fp32 = export_student(model, run.dir / FP32_ONNX)
+    crops = run.cache().load(run.student_crop_name(), 0)
+    rows = _training_rows(run)
+    count = min(run.cfg.export.calibration_images, len(rows))
+    calibration = np.sort(np.random.default_rng(run.cfg.train.seed).choice(rows, count, replace=False))
+    quantize_int8(fp32, shipped, np.asarray(crops[calibration]))
+    _, pairs = holdout(run)
+    check = fidelity(fp32, shipped, np.asarray(crops[pairs.images()]))
+    (run.dir / "quantization.json").write_text(json.dumps({"format": "int8 QDQ", **check}, indent=1))
+    log.info(
+        "int8 vs float on %d held-out crops: cosine mean %.4f, min %.4f",
+        check["crops"],
+        check["cosine_mean"],
+        check["cosine_min"],
+    )
+    return shipped
 
 
 def stage_evaluate(run: Run) -> dict:
@@ -147,10 +179,15 @@ def stage_evaluate(run: Run) -> dict:
     chosen = _selected(run)
     needed = pairs.images()
     crops = aligned_crops(run.lfw, arcface_crop(run.cfg.student.input_size), needed)
-    emb = np.zeros((len(run.lfw.files), len(chosen)), np.float32)
-    emb[needed] = embed_crops(crops, onnx_runner(run.dir / "student.onnx"), flip_average=run.cfg.flip_average)
-    scores = cosine_scores(emb, pairs)
+
+    def lfw_scores(graph: Path) -> np.ndarray:
+        emb = np.zeros((len(run.lfw.files), len(chosen)), np.float32)
+        emb[needed] = embed_crops(crops, onnx_runner(graph), flip_average=run.cfg.flip_average)
+        return cosine_scores(emb, pairs)
+
+    scores = lfw_scores(run.dir / "student.onnx")
     result = ten_fold(scores, pairs).to_dict()
+    quantized = run.cfg.export.quantize != "none"
     raw = lfw_teacher_outputs(run, pairs)
     space = NeuronSpace.load(run.dir / "neurons.npz")
     teacher_scores = cosine_scores(space.transform(raw)[:, chosen], pairs)
@@ -166,6 +203,9 @@ def stage_evaluate(run: Run) -> dict:
         "flip_average": run.cfg.flip_average,
         "train_data": json.loads(data.read_text()) if (data := run.dir / "train_data.json").exists() else None,
         "lfw": result,
+        # A quantized student: how close it is to its float graph, and the float graph's LFW score beside it.
+        "quantization": json.loads((run.dir / "quantization.json").read_text()) if quantized else None,
+        "lfw_fp32": ten_fold(lfw_scores(run.dir / FP32_ONNX), pairs).to_dict() if quantized else None,
         "lfw_selected_teacher_neurons": ten_fold(teacher_scores, pairs).to_dict(),
         "history": json.loads((run.dir / "history.json").read_text()),
     }
@@ -227,7 +267,8 @@ def stage_publish(run: Run) -> None:
     manifest["models"][name] = {
         "version": f"1.0.0+{results['config_hash']}",
         "description": f"MobileID student distilled from {' + '.join(run.cfg.teachers)} "
-        f"({results['selected_neurons']} selected neurons, {results['params']} parameters)",
+        f"({results['selected_neurons']} selected neurons, {results['params']} parameters"
+        f"{', int8 weights and activations' if results.get('quantization') else ''})",
         "components": [
             {
                 "file": file,
@@ -258,6 +299,7 @@ def stage_publish(run: Run) -> None:
             "data": run.cfg.data.sets,
             "views": run.cfg.data.views,
             "warm_start_from": run.cfg.train.init_from,
+            "quantization": results.get("quantization"),
         },
     }
     if run.cfg.publish_default or manifest.get("default_model") not in manifest["models"]:

@@ -61,10 +61,25 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 def regression_loss(pred: torch.Tensor, target: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
-    """L2 on standardised neurons plus a cosine term (verification compares by angle)."""
+    """L2 on standardised neurons plus a cosine term (verification compares by angle), plus an optional
+    relational term on the batch's pairwise cosines (:func:`relational_loss`)."""
     mse = F.mse_loss(pred, target)
     cos = 1 - F.cosine_similarity(pred, target, dim=1).mean()
-    return cfg.mse_weight * mse + cfg.cos_weight * cos
+    loss = cfg.mse_weight * mse + cfg.cos_weight * cos
+    if cfg.relational_weight:
+        loss = loss + cfg.relational_weight * relational_loss(pred, target)
+    return loss
+
+
+def relational_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of the off-diagonal batch cosine-similarity matrices of student and target.
+
+    A verification score is the cosine of two faces; this term trains those pairwise cosines directly (most
+    pairs in a random batch are different people, so it mostly tightens the impostor scores the per-face loss
+    leaves spread out)."""
+    s, t = F.normalize(pred, dim=1), F.normalize(target, dim=1)
+    off = ~torch.eye(len(pred), dtype=torch.bool, device=pred.device)
+    return ((s @ s.T - t @ t.T)[off] ** 2).mean()
 
 
 def _to_tensor(crops: NDArray[np.uint8]) -> torch.Tensor:

@@ -17,6 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 from bench import accuracy, bars
 from bench.__main__ import main
 from bench.flops import count_macs
+from bench.models import file_facts
 from training.paths import TEACHER_DIR
 
 REPO = Path(__file__).resolve().parents[2]
@@ -116,6 +117,27 @@ def test_macs_of_conv_gemm_matmul_are_counted_exactly(tmp_path: Path) -> None:
     expected = 8 * 8 * 8 * 27 + 8 * 4 * 4 * 9 + 10 * 128 + 5 * 10
     assert count_macs(path, (1, 3, 8, 8)) == expected
     assert count_macs(path, (2, 3, 8, 8)) == 2 * expected
+
+
+def test_an_int8_graph_counts_the_parameters_and_macs_of_its_float_source(tmp_path: Path) -> None:
+    """Quantization changes how weights are stored, not how many there are nor the multiplies they take."""
+    import torch
+
+    from training.export import export_onnx
+    from training.quantize import quantize_int8
+    from training.student import Student, StudentConfig
+
+    torch.manual_seed(0)
+    model = Student(StudentConfig(32, [8, 16, 16, 32], downsample="stride", blocks=[1, 0, 0], hidden=16, out_dim=8))
+    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d)):
+        torch.nn.init.uniform_(bn.bias, -0.5, 0.5)  # trained-looking: a non-zero bias in every folded conv
+    fp32, int8 = tmp_path / "fp32.onnx", tmp_path / "int8.onnx"
+    export_onnx(model, 32, fp32)
+    quantize_int8(fp32, int8, np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8))
+    assert {n.op_type for n in onnx.load(str(int8)).graph.node} >= {"QuantizeLinear", "DequantizeLinear"}
+    (float_params, float_bytes, _), (int8_params, int8_bytes, _) = file_facts(fp32), file_facts(int8)
+    assert int8_params == float_params > 0 and int8_bytes < float_bytes
+    assert count_macs(int8, (1, 3, 32, 32)) == count_macs(fp32, (1, 3, 32, 32)) > 0
 
 
 def _models(speedup: float, compression: float) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
@@ -66,3 +67,14 @@ def test_warm_start_on_half_the_images(smoke_run: Path) -> None:
     # Its first epoch starts from trained weights: a lower loss than the cold run's first epoch.
     cold_loss = json.loads((smoke_run / "history.json").read_text())[0]["loss"]
     assert json.loads((runs / "smoke-warm/history.json").read_text())[0]["loss"] < cold_loss
+
+    # Shipped as int8: the float graph stays beside it, and both are scored on the LFW slice.
+    int8 = [*common, *options, "--set", "export.quantize=int8"]
+    assert main(["export", *int8]) == 0 and main(["evaluate", *int8]) == 0
+    warm = runs / "smoke-warm"
+    graph = onnx.load(str(warm / "student.onnx")).graph
+    assert any(init.data_type == onnx.TensorProto.INT8 for init in graph.initializer)
+    results = json.loads((warm / "results.json").read_text())
+    assert results["quantization"]["cosine_mean"] > 0.95  # int8 vs float on held-out crops
+    assert results["lfw"]["pairs"] == results["lfw_fp32"]["pairs"] == 300
+    assert abs(results["lfw"]["accuracy"] - results["lfw_fp32"]["accuracy"]) < 0.1

@@ -60,6 +60,9 @@ def test_warm_start_copies_a_trained_student_stage_by_stage() -> None:
     deeper = _deep([2, 3, 0])
     fresh = warm_start(deeper, source)
     assert fresh and all(key.startswith("features.13.") for key in fresh)  # only the extra block stays fresh
+    # The extra block starts as the identity: the deeper student computes what its source computes.
+    source.eval(), deeper.eval()
+    torch.testing.assert_close(deeper(x), source(x))
 
 
 def test_warm_start_refuses_another_width() -> None:

@@ -1,0 +1,28 @@
+"""The training losses."""
+
+from __future__ import annotations
+
+import torch
+
+from training.config import TrainConfig
+from training.trainer import regression_loss, relational_loss
+
+
+def test_relational_loss_compares_pairwise_cosines_only() -> None:
+    torch.manual_seed(0)
+    target = torch.randn(16, 32)
+    # Pairwise cosines do not change when each row is rescaled: the relational term is zero...
+    assert relational_loss(target * torch.rand(16, 1).add(0.5), target) < 1e-10
+    # ...nor under a rotation of the whole space, although every row moved.
+    rotation, _ = torch.linalg.qr(torch.randn(32, 32))
+    assert relational_loss(target @ rotation, target) < 1e-10
+    # Noise that changes the angles between faces is penalised.
+    assert relational_loss(target + torch.randn(16, 32), target) > 1e-2
+
+
+def test_regression_loss_adds_the_relational_term_only_when_weighted() -> None:
+    torch.manual_seed(0)
+    pred, target = torch.randn(8, 16), torch.randn(8, 16)
+    plain = regression_loss(pred, target, TrainConfig())
+    weighted = regression_loss(pred, target, TrainConfig(relational_weight=2.0))
+    torch.testing.assert_close(weighted, plain + 2.0 * relational_loss(pred, target))

@@ -87,10 +87,12 @@ def _teacher(model: dict[str, Any], teachers: tuple[Path, dict[str, Any]] | None
     if result is None:
         return {"sha256_check": f"no results: {TEACHER_KEYS[model['name']]!r} missing in {path}"}
     files_ok = all(f["sha256_matches_manifest"] for f in model["files"])
-    # The manifest's lfw entry was written by the same evaluation as teachers_lfw.json (for the ensemble, from
-    # the neuron-space key): equal accuracies tie the numbers to the manifest, and so to the files' sha256s.
-    manifest_key = NEURON_SPACE_KEY if model["name"] == "ensemble" else TEACHER_KEYS[model["name"]]
-    same_eval = model.get("manifest_lfw", {}).get("accuracy") == data.get(manifest_key, {}).get("accuracy")
+    # The manifest's lfw entry was written by the same evaluation as teachers_lfw.json, under the key it names
+    # (the ensemble is served as the mean of the teachers' similarities): equal accuracies tie the numbers to the
+    # manifest, and so to the files' sha256s.
+    manifest_lfw = model.get("manifest_lfw", {})
+    manifest_key = manifest_lfw.get("key", TEACHER_KEYS[model["name"]])
+    same_eval = manifest_lfw.get("accuracy") == data.get(manifest_key, {}).get("accuracy")
     if not files_ok:
         check = "MISMATCH: a file's sha256 differs from the teacher manifest"
     elif not same_eval:

@@ -102,13 +102,17 @@ def _stage_units(model: Student) -> list[list[tuple[str, ...]]]:
     return stages
 
 
+NEW_BLOCK_SCALE = 0.1  # BN scale of a residual block that warm start adds: small, but not zero (see warm_start)
+
+
 def warm_start(model: Student, source: Student) -> list[str]:
     """Initialise ``model`` from a trained ``source`` student, stage by stage, and return what kept its init.
 
     Both must have the same widths, input size and head. Each stage's conv and its first residual blocks are
     copied; source blocks beyond ``model``'s are dropped (a shallower student starts from a deeper one's trained
-    layers). Residual blocks beyond the source's start as the identity (their BN scale is zeroed), so a deeper
-    student starts out computing exactly what the source computes and training grows the new layers from there."""
+    layers). Residual blocks beyond the source's start close to the identity (BN scale ``NEW_BLOCK_SCALE``): a
+    deeper student starts out computing nearly what the source computes. Not exactly: with a zero scale the
+    block's ReLU sees only zeros, passes no gradient, and the block never trains."""
     shared = ("input_size", "channels", "stem_stride", "downsample", "hidden", "out_dim")
     differ = [name for name in shared if getattr(source.cfg, name) != getattr(model.cfg, name)]
     if differ:
@@ -130,7 +134,7 @@ def warm_start(model: Student, source: Student) -> list[str]:
     missing, _ = model.load_state_dict(state, strict=False)
     for i, layer in enumerate(model.features):
         if isinstance(layer, Residual) and f"features.{i}.body.1.weight" in missing:
-            nn.init.zeros_(layer.body[1].weight)  # relu(0 * conv + 0) = 0: the block adds nothing yet
+            nn.init.constant_(layer.body[1].weight, NEW_BLOCK_SCALE)
     return missing
 
 

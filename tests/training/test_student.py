@@ -60,9 +60,18 @@ def test_warm_start_copies_a_trained_student_stage_by_stage() -> None:
     deeper = _deep([2, 3, 0])
     fresh = warm_start(deeper, source)
     assert fresh and all(key.startswith("features.13.") for key in fresh)  # only the extra block stays fresh
-    # The extra block starts as the identity: the deeper student computes what its source computes.
+    # The extra block starts near the identity, and it learns: gradient reaches its conv and BN.
+    deeper.train()
+    deeper(x).square().sum().backward()
+    block = deeper.features[13].body
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in block.parameters())
     source.eval(), deeper.eval()
-    torch.testing.assert_close(deeper(x), source(x))
+    identity = deeper.features[13]
+    deeper.features[13] = torch.nn.Identity()
+    without_block = deeper(x)
+    deeper.features[13] = identity
+    out = deeper(x)
+    assert (out - without_block).norm() < 0.5 * without_block.norm()
 
 
 def test_warm_start_refuses_another_width() -> None:

@@ -13,7 +13,7 @@ import torch
 from service.manifest import sha256_of
 from training.config import load_config
 from training.embedding import aligned_crops, embed_crops
-from training.evaluate import cosine_scores, roc_curve, ten_fold
+from training.evaluate import Pairs, cosine_scores, roc_curve, ten_fold
 from training.export import export_student
 from training.feature_cache import arcface_crop, onnx_runner
 from training.labels import pool_labels
@@ -65,8 +65,7 @@ def stage_train(run: Run) -> Student:
     cache = run.cache()
     chosen = _selected(run)
     space = NeuronSpace.load(run.dir / "neurons.npz")
-    _, pairs = holdout(run)
-    rows = _training_rows(run)
+    rows, pairs = _split(run)
     fraction = run.cfg.data.fraction
     if not 0 < fraction <= 1:
         raise ValueError(f"data.fraction must be in (0, 1], got {fraction}")
@@ -140,10 +139,11 @@ def load_trained(run_dir: Path, student: StudentConfig) -> Student:
     return model.eval()
 
 
-def _training_rows(run: Run) -> np.ndarray:
-    """Pool rows the student may learn from: valid detections outside the held-out identities."""
-    mask, _ = holdout(run)
-    return np.flatnonzero(run.cache().valid & ~mask)
+def _split(run: Run) -> tuple[np.ndarray, Pairs]:
+    """Pool rows the student may learn from (valid detections outside the held-out identities), and the
+    held-out verification pairs."""
+    mask, pairs = holdout(run)
+    return np.flatnonzero(run.cache().valid & ~mask), pairs
 
 
 def stage_export(run: Run) -> Path:
@@ -157,11 +157,10 @@ def stage_export(run: Run) -> Path:
         raise ValueError(f"export.quantize must be 'none' or 'int8', not {quantize!r}")
     fp32 = export_student(model, run.dir / FP32_ONNX)
     crops = run.cache().load(run.student_crop_name(), 0)
-    rows = _training_rows(run)
+    rows, pairs = _split(run)
     count = min(run.cfg.export.calibration_images, len(rows))
     calibration = np.sort(np.random.default_rng(run.cfg.train.seed).choice(rows, count, replace=False))
     quantize_int8(fp32, shipped, np.asarray(crops[calibration]))
-    _, pairs = holdout(run)
     check = fidelity(fp32, shipped, np.asarray(crops[pairs.images()]))
     (run.dir / "quantization.json").write_text(json.dumps({"format": "int8 QDQ", **check}, indent=1))
     log.info(

@@ -34,6 +34,10 @@ class TrainConfig:
     threads: int = 2
     max_minutes: float = 45.0  # stop (and keep the best checkpoint) when the wall-clock budget is spent
     augment: bool = True
+    # Probability of mirroring the student's input while keeping the teachers' answer on the unmirrored view as
+    # the target. The best the student can then do is the mean of the teacher on a face and on its mirror: the
+    # flip-averaged teacher target, learned in one pass, at no cost per face when serving.
+    mirror: float = 0.0
     seed: int = 0
     # Warm start: a run folder (e.g. "runs/ensemble-deep") whose trained student, same widths and neurons,
     # initialises this one instead of random weights. Used once, before the first epoch.
@@ -91,6 +95,8 @@ class RunConfig:
 _ADDED_LATER: dict[tuple[str, ...], Any] = {
     ("export",): dataclasses.asdict(ExportConfig()),
     ("train", "relational_weight"): 0.0,
+    ("train", "mirror"): 0.0,
+    ("student", "stem_blocks"): 0,
 }
 
 

@@ -7,7 +7,8 @@ so we keep that shape and tune widths, depth, input size and the head:
 * ``downsample="pool"`` is the MobileID layout: conv then 2x2 max-pool at every stage.
 * ``downsample="stride"`` moves each stage's transition conv to stride 2 (a quarter of its cost) and spends
   the saved multiply-adds on ``blocks[i]`` residual 3x3 convs at the stage's resolution: a deeper network
-  for the same time per face.
+  for the same time per face. ``stem_blocks`` adds residual convs right after the stem, at the highest
+  resolution: each costs few parameters (the stem is the narrowest layer) but many multiply-adds.
 
 The head replaces the big flattened FC by a global depthwise conv (GDC, as in MobileFaceNet) so that
 parameters stay under the compression budget while keeping spatial weighting.
@@ -30,6 +31,7 @@ class StudentConfig:
     stem_stride: int = 2  # the first conv downsamples: most of the cost sits at full resolution
     downsample: str = "pool"  # "pool" (conv + max-pool) or "stride" (stride-2 conv)
     blocks: list[int] = field(default_factory=list)  # residual 3x3 convs after each stage's downsampling
+    stem_blocks: int = 0  # residual 3x3 convs at the stem's resolution: few parameters, many multiply-adds
     hidden: int = 256
     out_dim: int = 256
     dropout: float = 0.0
@@ -57,6 +59,7 @@ class Student(nn.Module):
         super().__init__()
         self.cfg = cfg
         layers: list[nn.Module] = _conv(3, cfg.channels[0], cfg.stem_stride)
+        layers += [Residual(cfg.channels[0]) for _ in range(cfg.stem_blocks)]
         size = cfg.input_size // cfg.stem_stride
         if cfg.downsample not in ("pool", "stride"):
             raise ValueError(f"student.downsample must be 'pool' or 'stride', not {cfg.downsample!r}")

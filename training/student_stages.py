@@ -98,15 +98,21 @@ def stage_train(run: Run) -> Student:
         pairs.fold,
     )
 
-    def validate(model: Student) -> dict[str, float]:
-        pred = predict(model, hold_crops) + predict(model, np.ascontiguousarray(hold_crops[:, :, ::-1]))
+    def scores(pred: np.ndarray, prefix: str) -> dict[str, float]:
         cos = np.sum(pred * hold_target, 1) / np.linalg.norm(pred, axis=1) / np.linalg.norm(hold_target, axis=1)
         ver = ten_fold(cosine_scores(pred, local), local)
         return {
-            "holdout_cos_to_teacher": float(cos.mean()),
-            "holdout_accuracy": ver.accuracy,
-            "holdout_auc": ver.roc_auc,
+            f"{prefix}cos_to_teacher": float(cos.mean()),
+            f"{prefix}accuracy": ver.accuracy,
+            f"{prefix}auc": ver.roc_auc,
         }
+
+    def validate(model: Student) -> dict[str, float]:
+        """Held-out scores of the flip-averaged student (``holdout_*``, as in every run's history) and of one
+        pass (``holdout_1pass_*``: what a student served without flip averaging delivers)."""
+        plain = predict(model, hold_crops)
+        mirrored = predict(model, np.ascontiguousarray(hold_crops[:, :, ::-1]))
+        return {**scores(plain + mirrored, "holdout_"), **scores(plain, "holdout_1pass_")}
 
     run.cfg.student.out_dim = len(chosen)
     # The source run is loaded only if this run starts fresh (a resumed run needs nothing from it).

@@ -60,6 +60,15 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return x.clamp(0, 255)
 
 
+def mirror(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
+    """Mirror each image of an ``(N, 3, S, S)`` batch left-right with probability ``p`` (targets untouched)."""
+    flip = torch.rand(x.shape[0], generator=gen) < p
+    if flip.any():
+        x = x.clone()
+        x[flip] = x[flip].flip(3)
+    return x
+
+
 def regression_loss(pred: torch.Tensor, target: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
     """L2 on standardised neurons plus a cosine term (verification compares by angle), plus an optional
     relational term on the batch's pairwise cosines (:func:`relational_loss`)."""
@@ -139,12 +148,14 @@ def train_student(
             x = _to_tensor(data.crops[idx])
             if cfg.augment:
                 x = augment(x, gen)
+            if cfg.mirror:
+                x = mirror(x, cfg.mirror, gen)
             loss = regression_loss(model(x), torch.from_numpy(data.targets[idx]), cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss)
+            total += loss.item()
             if step % 50 == 0:
                 bar.set_postfix(loss=f"{total / (step + 1):.4f}")
         spent += time.time() - t0

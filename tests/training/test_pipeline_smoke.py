@@ -59,6 +59,7 @@ def test_warm_start_on_half_the_images(smoke_run: Path) -> None:
     runs = smoke_run.parent
     common = ["--config", str(CONFIG), "--runs", str(runs), "--set", "name=smoke-warm"]
     options = ["--set", f"train.init_from={smoke_run}", "--set", "data.fraction=0.5", "--set", "train.epochs=1"]
+    options += ["--set", "train.mirror=0.5"]  # mirrored student inputs, targets of the unmirrored views
     assert main(["select", *common]) == 0
     assert main(["train", *common, *options]) == 0
     cold = json.loads((smoke_run / "train_data.json").read_text())
@@ -66,7 +67,10 @@ def test_warm_start_on_half_the_images(smoke_run: Path) -> None:
     assert warm["images"] == round(cold["images"] / 2) and warm["samples"] == 2 * warm["images"]
     # Its first epoch starts from trained weights: a lower loss than the cold run's first epoch.
     cold_loss = json.loads((smoke_run / "history.json").read_text())[0]["loss"]
-    assert json.loads((runs / "smoke-warm/history.json").read_text())[0]["loss"] < cold_loss
+    history = json.loads((runs / "smoke-warm/history.json").read_text())
+    assert history[0]["loss"] < cold_loss
+    # Held-out scores of the flip-averaged student and of one pass (what a student served without mirror sees).
+    assert {"holdout_accuracy", "holdout_1pass_accuracy", "holdout_1pass_cos_to_teacher"} <= set(history[0])
 
     # Shipped as int8: the float graph stays beside it, and both are scored on the LFW slice.
     int8 = [*common, *options, "--set", "export.quantize=int8"]

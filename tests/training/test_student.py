@@ -77,3 +77,19 @@ def test_warm_start_copies_a_trained_student_stage_by_stage() -> None:
 def test_warm_start_refuses_another_width() -> None:
     with pytest.raises(ValueError, match="warm start"):
         warm_start(_deep([2, 2, 0]), Student(StudentConfig(64, [16, 32, 64, 128], out_dim=192)))
+
+
+def test_a_stem_block_is_added_by_warm_start_and_keeps_the_trained_layers() -> None:
+    torch.manual_seed(0)
+    source = _deep([3, 2, 0])
+    stem = Student(
+        StudentConfig(64, [24, 32, 64, 128], downsample="stride", blocks=[3, 2, 0], stem_blocks=1, out_dim=192)
+    ).eval()
+    # One 24-channel 3x3 conv at 32x32: 5 k parameters; the deep student plus it still meets the compression bar.
+    assert parameter_count(stem) - parameter_count(source) == 24 * 24 * 9 + 2 * 24
+    assert 15.28e6 / parameter_count(stem) >= 51.6
+    fresh = warm_start(stem, source)
+    assert fresh and all(key.startswith("features.3.") for key in fresh)  # the block right after the stem
+    torch.testing.assert_close(stem.features[4].weight, source.features[3].weight)  # stage 1's stride conv
+    x = torch.rand(2, 3, 64, 64) * 255
+    assert (stem(x) - source(x)).norm() < 0.5 * source(x).norm()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from training.config import TrainConfig
-from training.trainer import regression_loss, relational_loss
+from training.trainer import mirror, regression_loss, relational_loss
 
 
 def test_relational_loss_compares_pairwise_cosines_only() -> None:
@@ -26,3 +26,16 @@ def test_regression_loss_adds_the_relational_term_only_when_weighted() -> None:
     plain = regression_loss(pred, target, TrainConfig())
     weighted = regression_loss(pred, target, TrainConfig(relational_weight=2.0))
     torch.testing.assert_close(weighted, plain + 2.0 * relational_loss(pred, target))
+
+
+def test_mirror_flips_a_share_of_the_images_left_right_and_leaves_the_batch_alone() -> None:
+    x = torch.rand(64, 3, 8, 8)
+    before = x.clone()
+    gen = torch.Generator().manual_seed(0)
+    torch.testing.assert_close(mirror(x, 1.0, gen), x.flip(3))
+    torch.testing.assert_close(mirror(x, 0.0, gen), x)
+    out = mirror(x, 0.5, gen)
+    flipped = (out == x.flip(3)).flatten(1).all(1)
+    kept = (out == x).flatten(1).all(1)
+    assert (flipped | kept).all() and 16 < int(flipped.sum()) < 48
+    torch.testing.assert_close(x, before)  # the caller's batch is not modified in place

@@ -59,6 +59,9 @@ class ExportConfig:
     # graph stays beside it as student-fp32.onnx. "none": the float export is shipped.
     quantize: str = "none"
     calibration_images: int = 512  # training-pool crops (plain view) that calibrate the activation ranges
+    # How those ranges are taken: "minmax" (the extremes seen) or "percentile" (the 99.999th percentile of the
+    # absolute values: a rare outlier no longer stretches the range, finer steps for every other value).
+    calibration: str = "minmax"
 
 
 @dataclass
@@ -85,8 +88,8 @@ class RunConfig:
         for *parents, leaf in _ADDED_LATER:
             tree = settings
             for key in parents:
-                tree = tree[key]
-            if tree[leaf] == _ADDED_LATER[(*parents, leaf)]:
+                tree = tree.get(key, {})  # {} when a whole section was dropped for being at its default
+            if leaf in tree and tree[leaf] == _ADDED_LATER[(*parents, leaf)]:
                 del tree[leaf]
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -97,6 +100,7 @@ _ADDED_LATER: dict[tuple[str, ...], Any] = {
     ("train", "relational_weight"): 0.0,
     ("train", "mirror"): 0.0,
     ("student", "stem_blocks"): 0,
+    ("export", "calibration"): "minmax",
 }
 
 

@@ -18,7 +18,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 from numpy.typing import NDArray
-from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_static,
+)
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from training.feature_cache import onnx_runner
@@ -39,8 +45,14 @@ class _Crops(CalibrationDataReader):
         return next(self._batches, None)
 
 
-def quantize_int8(src: Path, dst: Path, calibration: NDArray[np.uint8]) -> Path:
-    """Write the int8 (QDQ) version of the float student ``src`` to ``dst``, calibrated on ``calibration`` crops."""
+CALIBRATION_METHODS = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}
+
+
+def quantize_int8(src: Path, dst: Path, calibration: NDArray[np.uint8], method: str = "minmax") -> Path:
+    """Write the int8 (QDQ) version of the float student ``src`` to ``dst``, its activation ranges calibrated
+    on ``calibration`` crops by ``method`` (a key of :data:`CALIBRATION_METHODS`)."""
+    if method not in CALIBRATION_METHODS:
+        raise ValueError(f"export.calibration must be one of {sorted(CALIBRATION_METHODS)}, not {method!r}")
     input_name = onnx.load(str(src)).graph.input[0].name
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
@@ -53,9 +65,10 @@ def quantize_int8(src: Path, dst: Path, calibration: NDArray[np.uint8]) -> Path:
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             per_channel=True,
+            calibrate_method=CALIBRATION_METHODS[method],
         )
     onnx.checker.check_model(onnx.load(str(dst)))
-    log.info("quantized %s -> %s on %d calibration crops", src.name, dst, len(calibration))
+    log.info("quantized %s -> %s on %d calibration crops (%s)", src.name, dst, len(calibration), method)
     return dst
 
 

@@ -166,9 +166,11 @@ def stage_export(run: Run) -> Path:
     rows, pairs = _split(run)
     count = min(run.cfg.export.calibration_images, len(rows))
     calibration = np.sort(np.random.default_rng(run.cfg.train.seed).choice(rows, count, replace=False))
-    quantize_int8(fp32, shipped, np.asarray(crops[calibration]))
+    method = run.cfg.export.calibration
+    quantize_int8(fp32, shipped, np.asarray(crops[calibration]), method)
     check = fidelity(fp32, shipped, np.asarray(crops[pairs.images()]))
-    (run.dir / "quantization.json").write_text(json.dumps({"format": "int8 QDQ", **check}, indent=1))
+    record = {"format": "int8 QDQ", "calibration": method, **check}
+    (run.dir / "quantization.json").write_text(json.dumps(record, indent=1))
     log.info(
         "int8 vs float on %d held-out crops: cosine mean %.4f, min %.4f",
         check["crops"],

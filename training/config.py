@@ -62,6 +62,9 @@ class ExportConfig:
     # How those ranges are taken: "minmax" (the extremes seen) or "percentile" (the 99.999th percentile of the
     # absolute values: a rare outlier no longer stretches the range, finer steps for every other value).
     calibration: str = "minmax"
+    # Keep the last full conv and the head in float (training/quantize.py:float_tail): the int8 error that
+    # builds up through the net is largest there, and on 4x4 maps those layers are cheap.
+    float_tail: bool = False
 
 
 @dataclass
@@ -101,6 +104,7 @@ _ADDED_LATER: dict[tuple[str, ...], Any] = {
     ("train", "mirror"): 0.0,
     ("student", "stem_blocks"): 0,
     ("export", "calibration"): "minmax",
+    ("export", "float_tail"): False,
 }
 
 

@@ -166,10 +166,10 @@ def stage_export(run: Run) -> Path:
     rows, pairs = _split(run)
     count = min(run.cfg.export.calibration_images, len(rows))
     calibration = np.sort(np.random.default_rng(run.cfg.train.seed).choice(rows, count, replace=False))
-    method = run.cfg.export.calibration
-    quantize_int8(fp32, shipped, np.asarray(crops[calibration]), method)
+    method, tail = run.cfg.export.calibration, run.cfg.export.float_tail
+    quantize_int8(fp32, shipped, np.asarray(crops[calibration]), method, keep_tail=tail)
     check = fidelity(fp32, shipped, np.asarray(crops[pairs.images()]))
-    record = {"format": "int8 QDQ", "calibration": method, **check}
+    record = {"format": "int8 QDQ", "calibration": method, "float_tail": tail, **check}
     (run.dir / "quantization.json").write_text(json.dumps(record, indent=1))
     log.info(
         "int8 vs float on %d held-out crops: cosine mean %.4f, min %.4f",

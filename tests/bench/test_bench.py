@@ -131,13 +131,17 @@ def test_an_int8_graph_counts_the_parameters_and_macs_of_its_float_source(tmp_pa
     model = Student(StudentConfig(32, [8, 16, 16, 32], downsample="stride", blocks=[1, 0, 0], hidden=16, out_dim=8))
     for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d)):
         torch.nn.init.uniform_(bn.bias, -0.5, 0.5)  # trained-looking: a non-zero bias in every folded conv
-    fp32, int8 = tmp_path / "fp32.onnx", tmp_path / "int8.onnx"
+    fp32, int8, tail = tmp_path / "fp32.onnx", tmp_path / "int8.onnx", tmp_path / "tail.onnx"
     export_onnx(model, 32, fp32)
-    quantize_int8(fp32, int8, np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8))
+    crops = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
+    quantize_int8(fp32, int8, crops)
+    quantize_int8(fp32, tail, crops, keep_tail=True)  # the last full conv and the head stay float
     assert {n.op_type for n in onnx.load(str(int8)).graph.node} >= {"QuantizeLinear", "DequantizeLinear"}
     (float_params, float_bytes, _), (int8_params, int8_bytes, _) = file_facts(fp32), file_facts(int8)
     assert int8_params == float_params > 0 and int8_bytes < float_bytes
-    assert count_macs(int8, (1, 3, 32, 32)) == count_macs(fp32, (1, 3, 32, 32)) > 0
+    assert file_facts(tail)[0] == float_params and int8_bytes < file_facts(tail)[1] < float_bytes
+    macs = count_macs(fp32, (1, 3, 32, 32))
+    assert count_macs(int8, (1, 3, 32, 32)) == count_macs(tail, (1, 3, 32, 32)) == macs > 0
 
 
 def _models(speedup: float, compression: float) -> list[dict[str, Any]]:

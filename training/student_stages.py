@@ -89,9 +89,10 @@ def stage_train(run: Run) -> Student:
     )
     hold_idx = pairs.images()
     hold_crops = np.asarray(cache.load(run.student_crop_name(), 0))[hold_idx]
+    hold_mirrored = np.ascontiguousarray(hold_crops[:, :, ::-1])  # once, not at every epoch's validation
     hold_target = space.transform({t: np.asarray(cache.load(t, 0))[hold_idx] for t in run.cfg.teachers})[:, chosen]
     remap = {int(i): k for k, i in enumerate(hold_idx)}
-    local = type(pairs)(
+    local = Pairs(
         np.array([remap[int(i)] for i in pairs.left]),
         np.array([remap[int(i)] for i in pairs.right]),
         pairs.same,
@@ -111,7 +112,7 @@ def stage_train(run: Run) -> Student:
         """Held-out scores of the flip-averaged student (``holdout_*``, as in every run's history) and of one
         pass (``holdout_1pass_*``: what a student served without flip averaging delivers)."""
         plain = predict(model, hold_crops)
-        mirrored = predict(model, np.ascontiguousarray(hold_crops[:, :, ::-1]))
+        mirrored = predict(model, hold_mirrored)
         return {**scores(plain + mirrored, "holdout_"), **scores(plain, "holdout_1pass_")}
 
     run.cfg.student.out_dim = len(chosen)

@@ -111,13 +111,17 @@ NEW_BLOCK_SCALE = 0.1  # BN scale of a residual block that warm start adds: smal
 def warm_start(model: Student, source: Student) -> list[str]:
     """Initialise ``model`` from a trained ``source`` student, stage by stage, and return what kept its init.
 
-    Both must have the same widths, input size and head. Each stage's conv and its first residual blocks are
+    Both must have the same widths, input size and outputs. Each stage's conv and its first residual blocks are
     copied; source blocks beyond ``model``'s are dropped (a shallower student starts from a deeper one's trained
     layers). Residual blocks beyond the source's start close to the identity (BN scale ``NEW_BLOCK_SCALE``): a
     deeper student starts out computing nearly what the source computes. Not exactly: with a zero scale the
-    block's ReLU sees only zeros, passes no gradient, and the block never trains."""
-    shared = ("input_size", "channels", "stem_stride", "downsample", "hidden", "out_dim")
+    block's ReLU sees only zeros, passes no gradient, and the block never trains.
+    A narrower head (``hidden``) keeps the source's strongest hidden units (:func:`prune_head`): the parameters
+    it frees can pay for more convolutions."""
+    shared = ("input_size", "channels", "stem_stride", "downsample", "out_dim")
     differ = [name for name in shared if getattr(source.cfg, name) != getattr(model.cfg, name)]
+    if model.cfg.hidden > source.cfg.hidden:
+        differ.append("hidden (or a narrower one)")
     if differ:
         raise ValueError(
             f"student warm start needs the same {', '.join(differ)}: source {source.cfg}, target {model.cfg}"
@@ -126,8 +130,10 @@ def warm_start(model: Student, source: Student) -> list[str]:
     for src_stage, dst_stage in zip(_stage_units(source), _stage_units(model), strict=True):
         for src_unit, dst_unit in zip(src_stage, dst_stage, strict=False):
             rename.update(zip(src_unit, dst_unit, strict=True))
-    state = {}
+    state = prune_head(source.state_dict(), model.cfg.hidden)
     for key, value in source.state_dict().items():
+        if key.startswith("head."):
+            continue
         if not key.startswith("features."):
             state[key] = value
             continue
@@ -139,6 +145,20 @@ def warm_start(model: Student, source: Student) -> list[str]:
         if isinstance(layer, Residual) and f"features.{i}.body.1.weight" in missing:
             nn.init.constant_(layer.body[1].weight, NEW_BLOCK_SCALE)
     return missing
+
+
+def prune_head(state: dict[str, torch.Tensor], hidden: int) -> dict[str, torch.Tensor]:
+    """The head's weights (``head.*`` of a student's state dict) cut down to its ``hidden`` units that weigh
+    most in the output: largest ``|BN scale| x ||outgoing weights||``. A ReLU unit's contribution to the output
+    is bounded by that product, so the units kept carry most of what the head computes."""
+    head = {key: value for key, value in state.items() if key.startswith("head.")}
+    importance = head["head.1.weight"].abs() * head["head.4.weight"].norm(dim=0)
+    keep = importance.argsort(descending=True)[:hidden].sort().values
+    for key in head:
+        if key.startswith(("head.0.", "head.1.")) and head[key].ndim:  # the hidden FC and its BN, per unit
+            head[key] = head[key][keep]
+    head["head.4.weight"] = head["head.4.weight"][:, keep]
+    return head
 
 
 def parameter_count(model: nn.Module) -> int:

@@ -93,3 +93,24 @@ def test_a_stem_block_is_added_by_warm_start_and_keeps_the_trained_layers() -> N
     torch.testing.assert_close(stem.features[4].weight, source.features[3].weight)  # stage 1's stride conv
     x = torch.rand(2, 3, 64, 64) * 255
     assert (stem(x) - source(x)).norm() < 0.5 * source(x).norm()
+
+
+def test_a_narrower_head_keeps_the_hidden_units_that_weigh_most() -> None:
+    torch.manual_seed(0)
+    wide = Student(StudentConfig(64, [24, 32, 64, 128], downsample="stride", hidden=8, out_dim=192)).eval()
+    for p in wide.parameters():
+        torch.nn.init.normal_(p)
+    torch.nn.init.normal_(wide.head[1].running_mean)
+    torch.nn.init.uniform_(wide.head[1].running_var, 0.5, 2.0)
+    strong = torch.tensor([1, 4, 6])
+    with torch.no_grad():  # every other hidden unit reaches the output with zero weight: it computes nothing
+        weak = torch.ones(8, dtype=torch.bool)
+        weak[strong] = False
+        wide.head[4].weight[:, weak] = 0
+    narrow = Student(StudentConfig(64, [24, 32, 64, 128], downsample="stride", hidden=3, out_dim=192)).eval()
+    assert warm_start(narrow, wide) == []
+    x = torch.rand(2, 3, 64, 64) * 255
+    torch.testing.assert_close(narrow(x), wide(x), rtol=1e-5, atol=0)  # the same function, 5 units fewer
+    torch.testing.assert_close(narrow.head[0].weight, wide.head[0].weight[strong])
+    with pytest.raises(ValueError, match="hidden"):
+        warm_start(wide, narrow)

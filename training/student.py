@@ -149,8 +149,8 @@ def warm_start(model: Student, source: Student) -> list[str]:
 
 def prune_head(state: dict[str, torch.Tensor], hidden: int) -> dict[str, torch.Tensor]:
     """The head's weights (``head.*`` of a student's state dict) cut down to its ``hidden`` units that weigh
-    most in the output: largest ``|BN scale| x ||outgoing weights||``. A ReLU unit's contribution to the output
-    is bounded by that product, so the units kept carry most of what the head computes."""
+    most in the output: largest ``|BN scale| x ||outgoing weights||``, the spread of the unit's normalised
+    activation times how strongly it reaches the outputs. A proxy: the BN shift and the ReLU are left out."""
     head = {key: value for key, value in state.items() if key.startswith("head.")}
     importance = head["head.1.weight"].abs() * head["head.4.weight"].norm(dim=0)
     keep = importance.argsort(descending=True)[:hidden].sort().values

@@ -130,8 +130,9 @@ def warm_start(model: Student, source: Student) -> list[str]:
     for src_stage, dst_stage in zip(_stage_units(source), _stage_units(model), strict=True):
         for src_unit, dst_unit in zip(src_stage, dst_stage, strict=False):
             rename.update(zip(src_unit, dst_unit, strict=True))
-    state = prune_head(source.state_dict(), model.cfg.hidden)
-    for key, value in source.state_dict().items():
+    trained = source.state_dict()
+    state = prune_head(trained, model.cfg.hidden)
+    for key, value in trained.items():
         if key.startswith("head."):
             continue
         if not key.startswith("features."):

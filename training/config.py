@@ -32,7 +32,12 @@ class TrainConfig:
     # target. 0 turns it off.
     relational_weight: float = 0.0
     threads: int = 2
-    max_minutes: float = 45.0  # stop (and keep the best checkpoint) when the wall-clock budget is spent
+    # Stop (keeping the last checkpoint) when this wall-clock budget is spent; None: run every epoch (a run that
+    # must be reproducible stops on epochs only, never on time).
+    max_minutes: float | None = 45.0
+    # Show each image in this many of its cached views per epoch, drawn at random (training.trainer.SampledViews:
+    # crops stay memory-mapped). None: every view of every image each epoch, all in memory (as before).
+    views_per_epoch: int | None = None
     augment: bool = True
     # Probability of mirroring the student's input while keeping the teachers' answer on the unmirrored view as
     # the target. The best the student can then do is the mean of the teacher on a face and on its mirror: the
@@ -51,6 +56,9 @@ class DataConfig:
     views: list[int] = field(default_factory=lambda: [0, 1])
     lfw_pairs_per_fold: int | None = None  # None = all 600 per fold
     fraction: float = 1.0  # train on this seeded random share of the pool's training images (learning curves)
+    # Read the sets through the data stage's curation (training/curate.py: its kept files only; the extra
+    # sources of training/sources.py need it). False: every file of the three original sets, as before.
+    curated: bool = False
 
 
 @dataclass
@@ -105,6 +113,8 @@ _ADDED_LATER: dict[tuple[str, ...], Any] = {
     ("student", "stem_blocks"): 0,
     ("export", "calibration"): "minmax",
     ("export", "float_tail"): False,
+    ("data", "curated"): False,
+    ("train", "views_per_epoch"): None,
 }
 
 
@@ -130,9 +140,23 @@ def _set(tree: dict[str, Any], dotted: str, raw: str) -> None:
     tree[leaf] = yaml.safe_load(raw)
 
 
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def read_tree(path: Path) -> dict[str, Any]:
+    """A config file's settings; ``base: other.yaml`` (relative to the file) supplies the ones it leaves out."""
+    tree: dict[str, Any] = yaml.safe_load(path.read_text()) or {}
+    base = tree.pop("base", None)
+    return _merge(read_tree(path.parent / base), tree) if base else tree
+
+
 def load_config(path: Path | None, overrides: list[str] = ()) -> RunConfig:  # type: ignore[assignment]
     """Read a YAML run config (or a run folder's saved config.yaml) and apply ``key.sub=value`` overrides."""
-    tree: dict[str, Any] = (yaml.safe_load(path.read_text()) if path else None) or {}
+    tree = read_tree(path) if path else {}
     tree.pop("config_hash", None)  # written by save_config, derived from the rest
     for item in overrides:
         key, _, raw = item.partition("=")

@@ -17,7 +17,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from service.detection import DetectorConfig, FaceDetector, main_face_index
-from training.paths import CACHE, DATA, MODELS
+from training.paths import CACHE, DATA, MODELS, MORE, MORE_PREFIX, data_path
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,15 @@ _SET_DIRS = {
     "celeba": "celeba/img_align_celeba_89x109",
     "celeba_wild": "pool/celeba_wild_128",
     "utkface": "pool/utkface_128",
+}
+# The extra sources (training.sources), extracted under MORE by ``python -m training data``.
+_MORE_DIRS = {
+    "fairface_45k": "fairface_45k/fair_face",
+    "celebahq_256": "celebahq_256",
+    "net_7876": "net_7876",
+    "caltech_webfaces": "caltech_webfaces/Caltech_WebFaces",
+    "mtfl_aflw_80": "mtfl_aflw_80/AFLW",
+    "celeba_test": "celeba_test",
 }
 
 
@@ -59,14 +68,23 @@ class Landmarks:
         return cls([str(f) for f in data["files"]], data["points"], data["boxes"], data["scores"], data["faces"])
 
 
+def set_files(name: str, limit: int | None = None) -> list[str]:
+    """Sorted file names (see ``training.paths.data_path``) of one image set; the first ``limit``."""
+    if name in _SET_DIRS:
+        folder, prefix = DATA / _SET_DIRS[name], _SET_DIRS[name]
+    elif name in _MORE_DIRS:
+        folder, prefix = MORE / _MORE_DIRS[name], MORE_PREFIX + _MORE_DIRS[name]
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder} is missing: run `python -m training data --sources DIR` first")
+    else:
+        raise ValueError(f"unknown image set {name!r}; known: {sorted(_SET_DIRS) + sorted(_MORE_DIRS)}")
+    names = sorted(str(p.relative_to(folder)) for p in folder.rglob("*.jpg"))
+    return [f"{prefix}/{n}" for n in names[:limit]]
+
+
 def pool_files(sets: tuple[str, ...] = POOL_SETS, limit: int | None = None) -> list[str]:
     """Sorted relative paths of the training-pool images (never LFW); ``limit`` per set."""
-    files: list[str] = []
-    for name in sets:
-        folder = DATA / _SET_DIRS[name]
-        names = sorted(p.name for p in folder.iterdir() if p.suffix == ".jpg")
-        files += [f"{_SET_DIRS[name]}/{n}" for n in names[:limit]]
-    return files
+    return [f for name in sets for f in set_files(name, limit)]
 
 
 def lfw_files() -> list[str]:
@@ -75,7 +93,7 @@ def lfw_files() -> list[str]:
 
 
 def load_rgb(relative: str) -> Image.Image:
-    with Image.open(DATA / relative) as image:
+    with Image.open(data_path(relative)) as image:
         return image.convert("RGB")
 
 

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from service.alignment import ARCFACE_112, template_for
 from training.data import Landmarks, load_rgb
-from training.views import IDENTITY, View, crop_view, random_view
+from training.views import IDENTITY, RICH_FIRST, View, random_view, render_view, rich_view
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +43,12 @@ def arcface_crop(size: int) -> CropSpec:
 
 
 def view_for(index: int, view: int, seed: int = 0) -> View:
-    """View ``view`` of image ``index``: view 0 is the plain alignment, the others are seeded random jitters."""
+    """View ``view`` of image ``index``: view 0 is the plain alignment, views 1-5 seeded random jitters, views from
+    ``RICH_FIRST`` on seeded rich views (jitter, photometric changes, occluders, mixed faces)."""
     if view == 0:
         return IDENTITY
-    return random_view(np.random.default_rng([seed, index, view]))
+    rng = np.random.default_rng([seed, index, view])
+    return rich_view(rng) if view >= RICH_FIRST else random_view(rng)
 
 
 def onnx_runner(path: Path, threads: int = 2) -> Callable[[NDArray[np.uint8]], NDArray[np.float32]]:
@@ -132,11 +134,19 @@ class ViewCache:
         self, lo: int, hi: int, view: int, seed: int, specs: dict[str, CropSpec]
     ) -> dict[str, NDArray[np.uint8]]:
         out = {name: np.zeros((hi - lo, s.size[1], s.size[0], 3), np.uint8) for name, s in specs.items()}
+        crops = {name: (s.template, s.size) for name, s in specs.items()}
+        faces = np.flatnonzero(self.valid)
         for i in range(lo, hi):
             if not self.valid[i]:
                 continue  # no face found: left black, masked out by ``valid``
             image: Image.Image = load_rgb(self.landmarks.files[i])
             v = view_for(i, view, seed)
-            for name, spec in specs.items():
-                out[name][i - lo] = crop_view(image, self.landmarks.points[i], spec.template, spec.size, v)
+            partner = None
+            if v.mix is not None:
+                j = int(faces[min(int(v.mix.partner * len(faces)), len(faces) - 1)])
+                partner = (load_rgb(self.landmarks.files[j]), self.landmarks.points[j])
+            rng = np.random.default_rng([seed, i, view, 1])  # the noise of a rich view
+            made = render_view(image, self.landmarks.points[i], crops, v, rng, partner)
+            for name in specs:
+                out[name][i - lo] = made[name]
         return out

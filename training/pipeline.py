@@ -13,6 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from training.config import RunConfig, save_config
+from training.curate import curated_pool, seed_plain_view
 from training.data import POOL_SETS, Landmarks, landmarks_for, lfw_files, pool_files
 from training.embedding import aligned_crops, embed_crops
 from training.evaluate import Pairs, Verification, cosine_scores, read_pairs, ten_fold
@@ -48,6 +49,10 @@ class Run:
     def pool_name(self) -> str:
         """Cache key of the configured slice of the pool ("pool" for all of it)."""
         limit, sets = self.cfg.data.limit_per_set, self.cfg.data.sets
+        if self.cfg.data.curated:
+            if limit is not None:
+                raise ValueError("data.limit_per_set does not apply to a curated pool (use data.fraction)")
+            return f"curated-{'-'.join(sets)}"
         if limit is None and set(sets) == set(POOL_SETS):
             return "pool"
         return f"pool-{'-'.join(sets)}-{limit}"
@@ -55,8 +60,11 @@ class Run:
     @property
     def pool(self) -> Landmarks:
         if self._pool is None:
-            files = pool_files(tuple(self.cfg.data.sets), self.cfg.data.limit_per_set)
-            self._pool = landmarks_for(self.pool_name, files)
+            if self.cfg.data.curated:
+                self._pool = curated_pool(tuple(self.cfg.data.sets))
+            else:
+                files = pool_files(tuple(self.cfg.data.sets), self.cfg.data.limit_per_set)
+                self._pool = landmarks_for(self.pool_name, files)
         return self._pool
 
     @property
@@ -66,8 +74,9 @@ class Run:
         return self._lfw
 
     def cache(self) -> ViewCache:
-        pool = self.pool
-        return ViewCache(CACHE / "features" / self.pool_name, pool)
+        cache = ViewCache(CACHE / "features" / self.pool_name, self.pool)
+        seed_plain_view(cache, tuple(self.cfg.data.sets))  # view 0 from the data stage's per-set caches, if there
+        return cache
 
     def lfw_pairs(self) -> Pairs:
         return read_pairs(self.lfw.files, self.cfg.data.lfw_pairs_per_fold)

@@ -24,7 +24,7 @@ from training.quantize import fidelity, quantize_int8
 from training.selection import plot_selection, save_selection, select
 from training.student import Student, StudentConfig, parameter_count
 from training.teachers import build_yunet
-from training.trainer import TrainData, predict, train_student
+from training.trainer import SampledViews, TrainData, predict, train_student
 
 log = logging.getLogger(__name__)
 
@@ -73,16 +73,22 @@ def stage_train(run: Run) -> Student:
         rng = np.random.default_rng(run.cfg.train.seed)
         rows = np.sort(rng.choice(rows, max(1, round(fraction * len(rows))), replace=False))
     crops, targets = [], []
+    sampled = run.cfg.train.views_per_epoch
     for view in run.cfg.data.views:
-        crops.append(np.asarray(cache.load(run.student_crop_name(), view))[rows])
+        mapped = cache.load(run.student_crop_name(), view)
+        crops.append(mapped if sampled else np.asarray(mapped)[rows])
         raw = {t: np.asarray(cache.load(t, view))[rows] for t in run.cfg.teachers}
         targets.append(space.transform(raw)[:, chosen])
-    data = TrainData(np.concatenate(crops), np.concatenate(targets))
-    size = {"images": len(rows), "views": len(run.cfg.data.views), "samples": len(data.crops)}
+    data: TrainData | SampledViews
+    if sampled:
+        data = SampledViews(crops, targets, np.asarray(rows, np.int64), min(sampled, len(crops)))
+    else:
+        data = TrainData(np.concatenate(crops), np.concatenate(targets))
+    size = {"images": len(rows), "views": len(run.cfg.data.views), "samples": len(data)}
     (run.dir / "train_data.json").write_text(json.dumps(size))
     log.info(
-        "training on %d samples (%d images x %d views), %d targets",
-        len(data.crops),
+        "training on %d samples per epoch (%d images, %d views), %d targets",
+        len(data),
         len(rows),
         len(run.cfg.data.views),
         len(chosen),

@@ -30,10 +30,53 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainData:
-    """Samples for training: ``crops`` (M, S, S, 3) uint8 and ``targets`` (M, K) float32."""
+    """Samples for training: ``crops`` (M, S, S, 3) uint8 and ``targets`` (M, K) float32; an epoch shows each once."""
 
     crops: NDArray[np.uint8]
     targets: NDArray[np.float32]
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    def epoch(self, rng: np.random.Generator) -> NDArray[np.int64]:
+        return rng.permutation(len(self.crops))
+
+    def batch(self, idx: NDArray[np.int64]) -> tuple[NDArray[np.uint8], NDArray[np.float32]]:
+        return self.crops[idx], self.targets[idx]
+
+
+@dataclass
+class SampledViews:
+    """Many cached views, few at a time: an epoch shows every training image in ``per_epoch`` of its views, drawn
+    at random without replacement. The crops stay memory-mapped (one ``(N, S, S, 3)`` file per view over the
+    whole pool; ``rows`` are the training images), so the number of views is bounded by disk, not memory.
+
+    Sample ``s`` is image ``rows[s % R]`` in view ``s // R`` (``R = len(rows)``).
+    """
+
+    crops: list[NDArray[np.uint8]]
+    targets: list[NDArray[np.float32]]  # per view, (R, K)
+    rows: NDArray[np.int64]
+    per_epoch: int
+
+    def __len__(self) -> int:
+        return len(self.rows) * self.per_epoch
+
+    def epoch(self, rng: np.random.Generator) -> NDArray[np.int64]:
+        n, views = len(self.rows), len(self.crops)
+        chosen = np.argsort(rng.random((n, views)), axis=1)[:, : self.per_epoch]
+        return rng.permutation((chosen * n + np.arange(n)[:, None]).reshape(-1))
+
+    def batch(self, idx: NDArray[np.int64]) -> tuple[NDArray[np.uint8], NDArray[np.float32]]:
+        n = len(self.rows)
+        view, image = idx // n, idx % n
+        crops = np.empty((len(idx), *self.crops[0].shape[1:]), np.uint8)
+        targets = np.empty((len(idx), self.targets[0].shape[1]), np.float32)
+        for v in np.unique(view):
+            at = np.flatnonzero(view == v)
+            crops[at] = self.crops[v][self.rows[image[at]]]
+            targets[at] = self.targets[v][image[at]]
+        return crops, targets
 
 
 def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -104,7 +147,7 @@ def predict(model: Student, crops: NDArray[np.uint8], batch: int = 512) -> NDArr
 def train_student(
     cfg: TrainConfig,
     student_cfg: StudentConfig,
-    data: TrainData,
+    data: TrainData | SampledViews,
     run_dir: Path,
     validate: callable,  # type: ignore[valid-type]
     init: Callable[[], Student] | None = None,
@@ -116,7 +159,7 @@ def train_student(
     torch.manual_seed(cfg.seed)
     model = Student(student_cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = len(data.crops) // cfg.batch_size
+    steps_per_epoch = len(data) // cfg.batch_size
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.15)
     ckpt_path, history_path = run_dir / "checkpoint.pt", run_dir / "history.json"
     start, history, spent = 0, [], 0.0
@@ -133,24 +176,25 @@ def train_student(
     gen = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     for epoch in range(start, cfg.epochs):
-        if spent / 60 >= cfg.max_minutes:
+        if cfg.max_minutes is not None and spent / 60 >= cfg.max_minutes:
             log.warning("time budget of %.0f min spent: stopping after %d epochs", cfg.max_minutes, epoch)
             break
         t0 = time.time()
         model.train()
-        order = rng.permutation(len(data.crops))
+        order = data.epoch(rng)
         total, bar = (
             0.0,
             tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step", mininterval=10),
         )
         for step in bar:
             idx = np.sort(order[step * cfg.batch_size : (step + 1) * cfg.batch_size])
-            x = _to_tensor(data.crops[idx])
+            crops, targets = data.batch(idx)
+            x = _to_tensor(crops)
             if cfg.augment:
                 x = augment(x, gen)
             if cfg.mirror:
                 x = mirror(x, cfg.mirror, gen)
-            loss = regression_loss(model(x), torch.from_numpy(data.targets[idx]), cfg)
+            loss = regression_loss(model(x), torch.from_numpy(targets), cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

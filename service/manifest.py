@@ -24,7 +24,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION: Literal[2] = 2
 PREPROCESSING_VERSION = 1
 """Version of the crop and tensor conversion (``service.preprocessing``: antialiased 5-point similarity warp,
 then colour order, mean and std). Bump it whenever their output changes, so that a model trained or calibrated

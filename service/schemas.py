@@ -86,8 +86,10 @@ class VerifyResponse(BaseModel):
 
 class EmbedResult(FaceOut):
     embedding: list[float] = Field(description="L2-normalised embedding of the main face")
-    model: ModelRef = Field(description="The model that made it: store it with the embedding and send it back "
-                            "to POST /verify/embeddings as model1/model2")
+    model: ModelRef = Field(
+        description="The model that made it: store it with the embedding and send it back "
+        "to POST /verify/embeddings as model1/model2"
+    )
 
     @classmethod
     def of_embedding(cls, result: FaceEmbedding, card: ModelCard) -> EmbedResult:
@@ -111,8 +113,13 @@ class EmbeddingsVerifyRequest(BaseModel):
     model1: ModelRef | None = Field(default=None, description=_MODEL_REF.format(1))
     model2: ModelRef | None = Field(default=None, description=_MODEL_REF.format(2))
     threshold: float | None = Field(default=None, ge=-1.0, le=1.0, allow_inf_nan=False)
-    far: float | None = Field(default=None, gt=0.0, lt=1.0, allow_inf_nan=False,
-                              description="A published false-accept rate (GET /info); not together with threshold")
+    far: float | None = Field(
+        default=None,
+        gt=0.0,
+        lt=1.0,
+        allow_inf_nan=False,
+        description="A published false-accept rate (GET /info); not together with threshold",
+    )
 
 
 class EmbeddingsVerifyResponse(BaseModel):

@@ -39,6 +39,7 @@ def resolve_threshold(card: ModelCard, *, threshold: float | None = None, far: f
     chosen = points.threshold_at(far)
     if chosen is None:
         allowed = ", ".join(f"{rate:g}" for rate in points.fars)
-        raise InvalidRequest(f"far={far:g} is not a published operating point of {card.name}; use one of: {allowed}",
-                             field="far")
+        raise InvalidRequest(
+            f"far={far:g} is not a published operating point of {card.name}; use one of: {allowed}", field="far"
+        )
     return Threshold(chosen, far)

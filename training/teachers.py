@@ -12,6 +12,7 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -124,7 +125,7 @@ def teacher_component(teacher: Teacher, folder: Path) -> Component:
 
 
 def write_teacher_manifest(
-    teachers: dict[str, Teacher], lfw: dict[str, dict] | None = None, out_dir: Path = TEACHER_DIR
+    teachers: dict[str, Teacher], lfw: dict[str, dict[str, Any]] | None = None, out_dir: Path = TEACHER_DIR
 ) -> Path:
     """``<cache>/teachers/manifest.json``: each teacher and their ensemble as servable models (for benchmarks).
 

@@ -30,9 +30,7 @@ def threshold_option(
 
 
 def far_option(
-    far_form: Annotated[
-        float | None, Form(alias="far", gt=0.0, lt=1.0, allow_inf_nan=False, description=_FAR)
-    ] = None,
+    far_form: Annotated[float | None, Form(alias="far", gt=0.0, lt=1.0, allow_inf_nan=False, description=_FAR)] = None,
     far_query: Annotated[
         float | None, Query(alias="far", gt=0.0, lt=1.0, allow_inf_nan=False, description=_FAR)
     ] = None,

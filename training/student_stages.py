@@ -30,7 +30,15 @@ from service.manifest import (
     save_manifest,
     sha256_of,
 )
-from training.calibrate import calibrate, calibration_engine, calibration_note, write_results
+from training.calibrate import (
+    README_END,
+    README_START,
+    calibrate,
+    calibration_engine,
+    calibration_note,
+    readme_section,
+    write_results,
+)
 from training.calibration_sets import CELEBA_TEST_IMAGES
 from training.config import RunConfig, load_config
 from training.embedding import aligned_crops, embed_crops
@@ -42,6 +50,7 @@ from training.neurons import NeuronSpace
 from training.paths import MODELS, REPO
 from training.pipeline import Run, holdout, lfw_teacher_outputs, neuron_space
 from training.quantize import fidelity, quantize_int8
+from training.report import replace_section
 from training.selection import plot_selection, save_selection, select
 from training.student import Student, StudentConfig, parameter_count
 from training.teachers import build_yunet
@@ -339,4 +348,6 @@ def stage_publish(run: Run) -> None:
     else:
         manifest = Manifest(schema_version=SCHEMA_VERSION, default_model=name, models={name: entry}, detector=detector)
     save_manifest(manifest, manifest_path)
+    if manifest.default_model == name:
+        replace_section(REPO / "README.md", README_START, README_END, readme_section(name, points, extra))
     log.info("published %s -> %s (default threshold %.4f)", name, MODELS / f"{name}.onnx", entry.threshold)

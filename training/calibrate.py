@@ -28,6 +28,7 @@ from numpy.typing import NDArray
 from service.config import Settings
 from service.engine import Engine, ModelCard, model_sha256
 from service.manifest import (
+    PREPROCESSING_VERSION,
     DetectorSpec,
     EmbeddingModel,
     LfwAtThreshold,
@@ -112,7 +113,8 @@ def lfw_at(scores: NDArray[np.float64], pairs: Pairs, found: int, threshold: flo
 def calibrate(engine: Engine, images: Path) -> tuple[OperatingPoints, dict[str, object]]:
     """Operating points of the engine's model, and the LFW 10-fold figure through the same engine."""
     split = read_celeba_test()
-    key = engine.card.sha256[:16]
+    # Cached per model file and crop version; delete .cache/calibration after other changes to the served path.
+    key = f"{engine.card.sha256[:16]}-p{PREPROCESSING_VERSION}"
     embedded = embed_photos(engine, images, split.files, CACHE / "calibration" / f"{key}-celeba_test.npz")
     what = "CelebA test split (../shared/data/celeba_test), every pair of the photos of the identities of protocol"
     cal = Half(split, embedded, CALIBRATION_FOLDS, f"{what} folds 0-4")

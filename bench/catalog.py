@@ -69,7 +69,8 @@ def _model(manifest_path: Path, name: str, spec: EmbeddingModel, kind: Kind) -> 
     return BenchModel(
         name=name, kind=kind, graphs=tuple(_graph(manifest_path, c) for c in spec.components),
         flip_average=any(c.flip_average for c in spec.components), source=str(manifest_path),
-        manifest_lfw=dict(spec.lfw), run=spec.provenance.get("run"),
+        manifest_lfw=spec.lfw.model_dump(exclude_none=True) if spec.lfw else {},
+        run=spec.provenance.run if spec.provenance else None,
     )
 
 

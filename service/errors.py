@@ -55,6 +55,12 @@ class InvalidRequest(ServiceError):
     code = "invalid_request"
 
 
+class ModelMismatch(ServiceError):
+    """Embeddings from another model than the served one (or from two different models) cannot be compared."""
+
+    code = "model_mismatch"
+
+
 class Unauthorized(ServiceError):
     code = "unauthorized"
 
@@ -71,6 +77,7 @@ STATUS: dict[type[ServiceError], int] = {
     NoFace: 422,
     MultipleFaces: 422,
     InvalidRequest: 422,
+    ModelMismatch: 422,
     NotReady: 503,
 }
 

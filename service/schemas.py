@@ -8,6 +8,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.detection import Face
 from service.engine import FaceEmbedding, ModelCard
+from service.manifest import LfwResult, OperatingPoints, Provenance
+
+_MODEL_REF = (
+    "The model of embedding{0}, as /embed returned it. When given, it must be the served model (and the same as "
+    "the other one's), else 422 model_mismatch; when omitted, embedding{0} is taken to be the served model's."
+)
 
 # An embedding sent back for comparison: generous bound (models here are 128-1024-d), but not unbounded.
 _MAX_EMBEDDING_VALUES = 8192
@@ -21,8 +27,8 @@ class FieldError(BaseModel):
 class ErrorDetail(BaseModel):
     code: str = Field(
         description="Stable machine-readable code: invalid_image, unsupported_media_type, image_too_large, "
-        "no_face, multiple_faces, invalid_request, unauthorized, not_ready, not_found, method_not_allowed, "
-        "internal_error"
+        "no_face, multiple_faces, invalid_request, model_mismatch, unauthorized, not_ready, not_found, "
+        "method_not_allowed, internal_error"
     )
     message: str = Field(description="Human-readable explanation")
     field: str | None = Field(default=None, description="The request field the error is about, e.g. image2")
@@ -37,9 +43,13 @@ class ErrorResponse(BaseModel):
 
 
 class ModelRef(BaseModel):
-    name: str
-    version: str
-    sha256: str
+    """A model's identity: embeddings compare only with embeddings of the same name, version and sha256."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str = Field(max_length=200)
+    version: str = Field(max_length=200)
+    sha256: str = Field(max_length=64)
 
     @classmethod
     def of(cls, card: ModelCard) -> ModelRef:
@@ -68,6 +78,7 @@ class VerifyResponse(BaseModel):
     verified: bool = Field(description="similarity >= threshold")
     similarity: float = Field(description="Cosine similarity of the two faces' embeddings, in [-1, 1]")
     threshold: float
+    far: float | None = Field(default=None, description="The published false-accept rate of that threshold (far=)")
     faces: list[FaceOut] = Field(description="The main face of image1 and of image2")
     model: ModelRef
     took_ms: float
@@ -75,11 +86,15 @@ class VerifyResponse(BaseModel):
 
 class EmbedResult(FaceOut):
     embedding: list[float] = Field(description="L2-normalised embedding of the main face")
+    model: ModelRef = Field(
+        description="The model that made it: store it with the embedding and send it back "
+        "to POST /verify/embeddings as model1/model2"
+    )
 
     @classmethod
-    def of_embedding(cls, result: FaceEmbedding) -> EmbedResult:
+    def of_embedding(cls, result: FaceEmbedding, card: ModelCard) -> EmbedResult:
         face = FaceOut.of(result.face, result.faces_detected)
-        return cls(embedding=result.embedding.tolist(), **face.model_dump())
+        return cls(embedding=result.embedding.tolist(), model=ModelRef.of(card), **face.model_dump())
 
 
 class EmbedResponse(BaseModel):
@@ -95,13 +110,23 @@ class EmbeddingsVerifyRequest(BaseModel):
 
     embedding1: list[float] = Field(min_length=1, max_length=_MAX_EMBEDDING_VALUES)
     embedding2: list[float] = Field(min_length=1, max_length=_MAX_EMBEDDING_VALUES)
+    model1: ModelRef | None = Field(default=None, description=_MODEL_REF.format(1))
+    model2: ModelRef | None = Field(default=None, description=_MODEL_REF.format(2))
     threshold: float | None = Field(default=None, ge=-1.0, le=1.0, allow_inf_nan=False)
+    far: float | None = Field(
+        default=None,
+        gt=0.0,
+        lt=1.0,
+        allow_inf_nan=False,
+        description="A published false-accept rate (GET /info); not together with threshold",
+    )
 
 
 class EmbeddingsVerifyResponse(BaseModel):
     verified: bool
     similarity: float
     threshold: float
+    far: float | None = Field(default=None, description="The published false-accept rate of that threshold (far=)")
     model: ModelRef
     took_ms: float
 
@@ -124,10 +149,14 @@ class InfoResponse(BaseModel):
     threshold: float = Field(description="Default threshold (FACE_THRESHOLD or the manifest's calibrated one)")
     threshold_calibration: str = Field(description="How the manifest's threshold was chosen")
     manifest_threshold: float
-    lfw: dict[str, Any] = Field(description="LFW verification results from the manifest")
+    operating_points: OperatingPoints | None = Field(
+        description="Thresholds for published false-accept rates (far=), where they were calibrated and what they "
+        "measured on held-out identities and on LFW"
+    )
+    lfw: LfwResult | None = Field(description="LFW 10-fold verification results from the manifest")
     teachers: list[str]
     description: str
-    provenance: dict[str, Any]
+    provenance: Provenance | None
     components: list[dict[str, str]] = Field(description="file and sha256 of each ONNX graph")
     detector: dict[str, Any]
     limits: dict[str, int]
@@ -144,7 +173,8 @@ _DESCRIPTIONS = {
     401: "unauthorized: X-API-Key missing or wrong (only when the server has API keys)",
     413: "image_too_large: over the byte limit, or over the pixel limit read from the header",
     415: "unsupported_media_type: not JPEG, PNG, WebP or BMP (e.g. text, PDF), or the wrong request body type",
-    422: "invalid_request (missing or invalid fields, malformed body), no_face, multiple_faces",
+    422: "invalid_request (missing or invalid fields, malformed body, far not published), no_face, multiple_faces, "
+    "model_mismatch (embeddings of another model)",
     503: "not_ready: the models are not loaded yet",
     500: "internal_error: a bug; the body has the request id, never a traceback",
 }

@@ -104,11 +104,13 @@ def error_of(response: Any, status: int, code: str) -> dict[str, Any]:
 
 
 def edited_manifest(source: Path, folder: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
-    """A copy of ``source`` in ``folder`` (file paths made absolute), changed by ``edit``."""
+    """A copy of ``source`` in ``folder`` (its model files linked beside it), changed by ``edit``."""
     data = json.loads(source.read_text())
     entries = [data["detector"], *(c for m in data["models"].values() for c in m["components"])]
     for entry in entries:
-        entry["file"] = str((source.parent / entry["file"]).resolve())
+        link = folder / entry["file"]
+        if not link.exists():
+            link.symlink_to((source.parent / entry["file"]).resolve())
     edit(data)
     path = folder / "manifest.json"
     path.write_text(json.dumps(data))

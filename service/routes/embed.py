@@ -36,6 +36,6 @@ def embed(
     return EmbedResponse(
         model=ModelRef.of(engine.card),
         dim=engine.card.dim,
-        results=[EmbedResult.of_embedding(result) for result in results],
+        results=[EmbedResult.of_embedding(result, engine.card) for result in results],
         took_ms=round((time.perf_counter() - started) * 1000, 2),
     )

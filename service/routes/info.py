@@ -33,6 +33,7 @@ async def info(engine: EngineDep, settings: SettingsDep) -> InfoResponse:
         threshold=card.threshold,
         threshold_calibration=spec.threshold_calibration,
         manifest_threshold=spec.threshold,
+        operating_points=spec.operating_points,
         lfw=spec.lfw,
         teachers=spec.teachers,
         description=spec.description,

@@ -6,9 +6,14 @@ from typing import Annotated
 
 from fastapi import Depends, Form, Query
 
-from service.deps import SettingsDep
+from service.deps import EngineDep, SettingsDep
+from service.thresholds import Threshold, resolve_threshold
 
 _THRESHOLD = "Cosine similarity at or above which the faces are the same person (default: the model's)"
+_FAR = (
+    "Use the threshold the model publishes for this false-accept rate (see GET /info operating_points; "
+    "e.g. 0.001); not together with threshold"
+)
 _SINGLE = "Several faces in a photo is a 422 multiple_faces instead of taking the main face (default: false)"
 
 
@@ -24,6 +29,24 @@ def threshold_option(
     return threshold_form if threshold_form is not None else threshold_query
 
 
+def far_option(
+    far_form: Annotated[float | None, Form(alias="far", gt=0.0, lt=1.0, allow_inf_nan=False, description=_FAR)] = None,
+    far_query: Annotated[
+        float | None, Query(alias="far", gt=0.0, lt=1.0, allow_inf_nan=False, description=_FAR)
+    ] = None,
+) -> float | None:
+    return far_form if far_form is not None else far_query
+
+
+def threshold_choice(
+    engine: EngineDep,
+    threshold: Annotated[float | None, Depends(threshold_option)],
+    far: Annotated[float | None, Depends(far_option)],
+) -> Threshold:
+    """The request's threshold, far or the default, resolved against the served model."""
+    return resolve_threshold(engine.card, threshold=threshold, far=far)
+
+
 def single_face_option(
     settings: SettingsDep,
     single_form: Annotated[bool | None, Form(alias="require_single_face", description=_SINGLE)] = None,
@@ -33,5 +56,5 @@ def single_face_option(
     return settings.require_single_face if chosen is None else chosen
 
 
-ThresholdDep = Annotated[float | None, Depends(threshold_option)]
+ThresholdDep = Annotated[Threshold, Depends(threshold_choice)]
 SingleFaceDep = Annotated[bool, Depends(single_face_option)]

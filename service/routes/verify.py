@@ -8,6 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, UploadFile
 
 from service.deps import EngineDep, SettingsDep, read_upload, require_json, require_multipart
+from service.engine import ModelCard
+from service.errors import ModelMismatch
 from service.routes.options import SingleFaceDep, ThresholdDep
 from service.schemas import (
     EmbeddingsVerifyRequest,
@@ -18,6 +20,7 @@ from service.schemas import (
     error_responses,
 )
 from service.similarity import cosine, is_match, parse_embedding
+from service.thresholds import resolve_threshold
 
 router = APIRouter(tags=["verify"])
 
@@ -42,12 +45,12 @@ def verify(
     uploads = [read_upload(image1, "image1", settings.max_upload_bytes),
                read_upload(image2, "image2", settings.max_upload_bytes)]
     first, second = engine.analyse(uploads, require_single_face=require_single_face)
-    used = engine.card.threshold if threshold is None else threshold
     similarity = cosine(first.embedding, second.embedding)
     return VerifyResponse(
-        verified=is_match(similarity, used),
+        verified=is_match(similarity, threshold.value),
         similarity=similarity,
-        threshold=used,
+        threshold=threshold.value,
+        far=threshold.far,
         faces=[FaceOut.of(first.face, first.faces_detected), FaceOut.of(second.face, second.faces_detected)],
         model=ModelRef.of(engine.card),
         took_ms=round((time.perf_counter() - started) * 1000, 2),
@@ -60,18 +63,41 @@ def verify(
     dependencies=[Depends(require_json)],
     responses=error_responses(401, 413, 415, 422, 503, 500),
     summary="Compare two stored embeddings (from POST /embed with the same model)",
+    description="Send each embedding's `model` (as /embed returned it) as `model1`/`model2`: embeddings of "
+    "another model than the served one, or of two different models, are then refused with 422 `model_mismatch`. "
+    "An embedding sent without its model is taken to be the served model's (the API before model identities).",
 )
 async def verify_embeddings(engine: EngineDep, body: EmbeddingsVerifyRequest) -> EmbeddingsVerifyResponse:
     # Microseconds of numpy: cheaper on the loop than a hop to a worker thread.
     started = time.perf_counter()
+    _check_models(engine.card, body.model1, body.model2)
     first = parse_embedding(body.embedding1, engine.card.dim, "embedding1")
     second = parse_embedding(body.embedding2, engine.card.dim, "embedding2")
-    threshold = engine.card.threshold if body.threshold is None else body.threshold
+    threshold = resolve_threshold(engine.card, threshold=body.threshold, far=body.far)
     similarity = cosine(first, second)
     return EmbeddingsVerifyResponse(
-        verified=is_match(similarity, threshold),
+        verified=is_match(similarity, threshold.value),
         similarity=similarity,
-        threshold=threshold,
+        threshold=threshold.value,
+        far=threshold.far,
         model=ModelRef.of(engine.card),
         took_ms=round((time.perf_counter() - started) * 1000, 3),
     )
+
+
+def _check_models(card: ModelCard, model1: ModelRef | None, model2: ModelRef | None) -> None:
+    """422 model_mismatch unless each given identity is the served model (an omitted one is assumed to be)."""
+    if model1 is not None and model2 is not None and model1 != model2:
+        raise ModelMismatch(
+            f"embedding1 comes from {_label(model1)} and embedding2 from {_label(model2)}: embeddings of different "
+            "models cannot be compared", field="model2")
+    served = ModelRef.of(card)
+    for field, ref in (("model1", model1), ("model2", model2)):
+        if ref is not None and ref != served:
+            raise ModelMismatch(
+                f"embedding{field[-1]} comes from {_label(ref)}, but this service serves {_label(served)}: embed the "
+                "photo again with the served model", field=field)
+
+
+def _label(ref: ModelRef) -> str:
+    return f"{ref.name} {ref.version} (sha256 {ref.sha256[:12]})"

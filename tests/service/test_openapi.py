@@ -39,10 +39,11 @@ def test_fastapi_validation_body_is_replaced(client: TestClient) -> None:
 def test_multipart_fields_and_options_are_documented(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
     operation = schema["paths"]["/verify"]["post"]
-    assert {p["name"] for p in operation["parameters"] if p["in"] == "query"} == {"threshold", "require_single_face"}
+    query = {p["name"] for p in operation["parameters"] if p["in"] == "query"}
+    assert query == {"threshold", "far", "require_single_face"}
     body_ref = operation["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"].rsplit("/", 1)[-1]
     fields = set(schema["components"]["schemas"][body_ref]["properties"])
-    assert {"image1", "image2", "threshold", "require_single_face"} <= fields
+    assert {"image1", "image2", "threshold", "far", "require_single_face"} <= fields
     embed = schema["paths"]["/embed"]["post"]
     assert {p["name"] for p in embed["parameters"]} == {"require_single_face"}  # no threshold: nothing to compare
 

@@ -44,7 +44,9 @@ def test_large_faces_are_reduced_before_warping() -> None:
 
 
 def spec(**fields: object) -> InputSpec:
-    return InputSpec.model_validate({"name": "x", "width": 2, "height": 1, "template": ARCFACE_112, **fields})
+    return InputSpec.model_validate(
+        {"name": "x", "width": 2, "height": 1, "template": ARCFACE_112, "preprocessing": 1, **fields}
+    )
 
 
 def test_to_tensor_layout_colour_and_normalisation() -> None:

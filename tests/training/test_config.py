@@ -1,10 +1,19 @@
-"""Run configs: settings added after runs were published leave those runs' hashes alone, unless changed."""
+"""Run configs: the hash covers every training input and nothing else, and survives save and load; settings
+added after runs were published leave those runs' hashes alone, unless changed."""
 
 from __future__ import annotations
 
-import pytest
+import json
+from pathlib import Path
+from typing import Any
 
-from training.config import load_config
+import pytest
+import yaml
+
+from training.config import NOT_TRAINING_INPUTS, RunConfig, load_config, save_config
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = REPO / "training" / "configs"
 
 
 @pytest.mark.parametrize(
@@ -23,3 +32,64 @@ def test_the_calibration_method_counts_whether_or_not_the_export_section_is_at_i
     assert load_config(None, ["export.quantize=int8", "export.calibration=minmax"]).hash() == int8.hash()
     assert load_config(None, ["export.quantize=int8", "export.calibration=percentile"]).hash() != int8.hash()
     assert len({plain.hash(), int8.hash()}) == 2
+
+
+def _leaves(tree: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    out = []
+    for key, value in tree.items():
+        out += _leaves(value, (*prefix, key)) if isinstance(value, dict) else [(*prefix, key)]
+    return out
+
+
+def _changed(value: Any) -> Any:
+    """Another value of the same kind."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int | float):
+        return value + 1
+    if isinstance(value, str):
+        return value + "-other"
+    if isinstance(value, list):
+        return [*value, value[-1]] if value else [1]
+    return "set"  # None
+
+
+def _with(path: tuple[str, ...], value: Any) -> RunConfig:
+    return load_config(None, [f"{'.'.join(path)}={yaml.safe_dump(value, default_flow_style=True).strip()}"])
+
+
+LEAVES = _leaves(RunConfig().to_dict())
+
+
+@pytest.mark.parametrize("path", [p for p in LEAVES if p not in NOT_TRAINING_INPUTS], ids=".".join)
+def test_every_training_input_changes_the_hash(path: tuple[str, ...]) -> None:
+    default = RunConfig()
+    tree = default.to_dict()
+    for key in path:
+        tree = tree[key]
+    assert _with(path, _changed(tree)).hash() != default.hash()
+
+
+@pytest.mark.parametrize("path", NOT_TRAINING_INPUTS, ids=".".join)
+def test_output_only_keys_leave_the_hash_alone(path: tuple[str, ...]) -> None:
+    assert path in LEAVES  # still a setting: the list must not name keys that no longer exist
+    value = {"name": "renamed", "publish_as": "mobileid-x", "publish_default": True}.get(path[-1], 7)
+    assert _with(path, value).hash() == RunConfig().hash()
+
+
+def test_the_hash_survives_save_and_load(tmp_path: Path) -> None:
+    cfg = load_config(CONFIGS / "ensemble_deep8.yaml")
+    save_config(cfg, tmp_path / "config.yaml")
+    again = load_config(tmp_path / "config.yaml")
+    assert again.hash() == cfg.hash() == yaml.safe_load((tmp_path / "config.yaml").read_text())["config_hash"]
+    cfg.student.out_dim = 192  # what stage_train sets: derived, not an input
+    cfg.publish_as = "elsewhere"
+    assert cfg.hash() == again.hash()
+
+
+def test_published_models_record_their_runs_hash() -> None:
+    """The manifest's config_hash is the hash of the committed run config, under this definition."""
+    manifest = json.loads((REPO / "models/manifest.json").read_text())
+    for name, model in manifest["models"].items():
+        run = REPO / "runs" / model["provenance"]["run"] / "config.yaml"
+        assert load_config(run).hash() == model["provenance"]["config_hash"], name

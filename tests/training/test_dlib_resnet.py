@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from service.manifest import sha256_of
 from training.dlib_resnet import (
     CHIP_SIZE,
     DLIB_150_TEMPLATE,
@@ -120,18 +121,12 @@ def test_onnx_export_matches_pytorch_and_dlib(model: torch.nn.Module, lfw_chips:
     assert np.abs(batch - reference).max() < 1e-4
     assert np.abs(single[0] - reference[0]).max() < 1e-4
 
-    component = dlib_component(path, relative_to=tmp_path)
-    assert component["file"] == "dlib.onnx"
-    assert component["input"] == {
-        "name": "input",
-        "width": 150,
-        "height": 150,
-        "colour_order": "RGB",
-        "mean": [0.0, 0.0, 0.0],
-        "std": [1.0, 1.0, 1.0],
-        "template": [list(p) for p in DLIB_150_TEMPLATE],
-    }
-    assert component["output"] == {"name": "embedding", "dim": 128}
+    component = dlib_component(path, relative_to=tmp_path)  # validated by the manifest's schema
+    assert component.file == "dlib.onnx" and component.sha256 == sha256_of(path)
+    assert (component.input.name, component.input.width, component.input.height) == ("input", 150, 150)
+    assert (component.input.colour_order, component.input.mean, component.input.std) == ("RGB", (0, 0, 0), (1, 1, 1))
+    assert component.input.template == [tuple(p) for p in DLIB_150_TEMPLATE]
+    assert (component.output.name, component.output.dim) == ("embedding", 128)
 
 
 def test_template_alignment_approximates_dlib_chips(model: torch.nn.Module, dlib_tools: tuple) -> None:

@@ -4,6 +4,12 @@ The format is recognised from the bytes (the declared content type only helps cl
 image at all), the pixel count is checked from the header before anything is decoded (decompression bombs),
 decoding is strict (a truncated file is an error, never a half-grey image), EXIF orientation is applied,
 and grayscale, palette, 16-bit and alpha images become RGB.
+
+Decoding happens at the size the pipeline needs: :func:`open_image` reads the header and plans an integer
+reduction (JPEG: libjpeg's DCT-domain scaling, so a 12 MP photo never exists at full resolution in memory;
+other formats: a full decode, then a box reduction), and :attr:`PendingImage.pixels` says what decoding will
+hold, so the pixel budget can be reserved before any pixel is made. :meth:`DecodedImage.full_region` gives
+back the full-resolution pixels of one region (a face too small in the reduced image).
 """
 
 from __future__ import annotations
@@ -75,11 +81,6 @@ class DecodedImage:
     @property
     def height(self) -> int:
         return self.full_size[1] or self.image.height
-
-    @property
-    def decoded_pixels(self) -> int:
-        """Pixels this object keeps in memory."""
-        return self.image.width * self.image.height + (self.full.width * self.full.height if self.full else 0)
 
     def to_full(self, points: NDArray[np.floating]) -> NDArray[np.float32]:
         """``(..., 2)`` coordinates in ``image`` -> in the full-resolution photo (pixel centres at integers)."""

@@ -25,7 +25,7 @@ class PixelBudget:
     """A counting semaphore over pixels, shared by the worker threads. Thread-safe."""
 
     def __init__(
-        self, capacity: int, wait_seconds: float, on_idle: Callable[[], None] | None = None, idle_after: int = 0
+        self, capacity: int, wait_seconds: float, on_idle: Callable[[], object] | None = None, idle_after: int = 0
     ) -> None:
         """``on_idle`` runs (outside the lock) when the budget empties after at least ``idle_after`` pixels
         were given back since it last ran: the moment to return freed memory to the system."""

@@ -86,13 +86,15 @@ class DecodedImage:
         """``(..., 2)`` coordinates in ``image`` -> in the full-resolution photo (pixel centres at integers)."""
         if self.factor == 1:
             return np.asarray(points, dtype=np.float32)
-        return ((np.asarray(points) + 0.5) * self.factor - 0.5 + np.asarray(self.offset)).astype(np.float32)
+        full = (np.asarray(points, dtype=np.float64) + 0.5) * self.factor - 0.5 + np.asarray(self.offset)
+        return np.asarray(full, dtype=np.float32)
 
     def to_reduced(self, points: NDArray[np.floating]) -> NDArray[np.float64]:
         """Inverse of :meth:`to_full`."""
         if self.factor == 1:
             return np.asarray(points, dtype=np.float64)
-        return (np.asarray(points, dtype=np.float64) - np.asarray(self.offset) + 0.5) / self.factor - 0.5
+        reduced = (np.asarray(points, dtype=np.float64) - np.asarray(self.offset) + 0.5) / self.factor - 0.5
+        return np.asarray(reduced, dtype=np.float64)
 
     def full_region(self, box: tuple[int, int, int, int]) -> Image.Image:
         """Full-resolution RGB pixels of ``box`` = (left, top, right, bottom), clipped to the photo.
@@ -206,7 +208,7 @@ class PendingImage:
         if factor == 1:
             return DecodedImage(image=_to_rgb(_load_upright(image)), format=self.format, full_size=upright)
         if self.format == "JPEG" and image.draft(image.mode, (image.width // factor, image.height // factor)):
-            factor = int(image.decoderconfig[0])  # the scale libjpeg will really use
+            factor = int(image.decoderconfig[0])  # type: ignore[attr-defined]  # JpegImageFile: the scale libjpeg uses
             return DecodedImage(
                 image=_to_rgb(_load_upright(image)),
                 format=self.format,

@@ -6,6 +6,7 @@ Usage::
     python -m bench --quick            # smoke check: small counts, files get a -quick suffix, README untouched
     python -m bench --models-only      # model level only: ORT timings, size, MACs, detection, LFW columns
     python -m bench --skip-service     # all but the HTTP load test (the in-process /verify breakdown still runs)
+    python -m bench --skip-photos      # all but the real-photo level
     python -m bench --repeats 60       # more interleaved timing rounds (still capped by --budget seconds)
     python -m bench --student runs/<run>/student.onnx   # also time extra student ONNX files (repeatable)
 
@@ -18,7 +19,10 @@ What it measures:
   2. Service level: ``python -m service`` under uvicorn, FACE_THREADS=2, POST /verify with real LFW pairs
      at concurrency 1, 4, 8 and 16 (requests/s, p50/p95/p99, errors, peak RSS), once serving the default
      student of models/manifest.json and once the teacher ensemble; plus one /verify stage by stage.
-  3. LFW accuracy from runs/*/results.json and runs/*/teachers_lfw.json, matched by the ONNX sha256.
+  3. Real photos (bench/photos.py): /verify on ../shared/data/photos/master.csv interleaved with the LFW
+     pairs, its stage breakdown, a flood of 16 clients with two ~40 MP JPEGs per request (peak RSS, RSS
+     after, latency, status codes, /healthz), and LFW 10-fold through the service's own pipeline.
+  4. LFW accuracy from runs/*/results.json and runs/*/teachers_lfw.json, matched by the ONNX sha256.
 
 Writes bench/results/<date>-<machine>.json and .md, bench/results/accuracy_vs_speed.png, and the section
 between ``<!-- bench:start -->`` and ``<!-- bench:end -->`` of README.md when both markers exist.
@@ -38,7 +42,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from bench import accuracy, bars, breakdown, catalog, models, service
+from bench import accuracy, bars, breakdown, catalog, models, photos, service
 from bench.lfw import load_pairs
 from bench.machine import describe
 from bench.output import Outputs, write_results
@@ -69,6 +73,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="output folder")
     parser.add_argument("--no-readme", action="store_true", help="do not touch README.md")
     parser.add_argument("--ort-spinning", action="store_true", help="let ORT threads spin (the service does not)")
+    parser.add_argument("--skip-photos", action="store_true", help="no real-photo level (bench/photos.py)")
+    parser.add_argument("--photos", type=Path, default=DATA / "photos", help="real photos with master.csv")
     return parser.parse_args(argv)
 
 
@@ -99,6 +105,12 @@ def targets(args: argparse.Namespace, headline: str | None) -> dict[str, tuple[P
     return found
 
 
+def _photo_plan(quick: bool) -> photos.PhotoPlan:
+    if quick:
+        return photos.PhotoPlan(flood_requests=16, breakdown_pairs=10, lfw_pairs_per_fold=20)
+    return photos.PhotoPlan()
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -117,8 +129,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                     level_deadline=60.0 if args.quick else 180.0)
             result["service"] = service.run(serve, pairs, plan, args.out / "logs")
         result["breakdown"] = breakdown.run(serve, pairs, threads=2, requests=5 if args.quick else 50)
+        if not args.skip_service and not args.skip_photos and "student" in serve:
+            result["photos"] = photos.run(*serve["student"], pairs, args.photos, args.lfw, _photo_plan(args.quick),
+                                          args.out / "logs")
     result["bars"] = [bar.as_dict() for bar in bars.model_bars(result["models"]["models"], headline)
-                      + bars.service_bars(result.get("service"))]
+                      + bars.service_bars(result.get("service")) + bars.photo_bars(result.get("photos"))]
     result["run"] = {"date": date.today().isoformat(), "quick": args.quick,
                      "command": "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:]),
                      "seconds": time.perf_counter() - started}

@@ -17,6 +17,10 @@ RPS_CONCURRENCY = 4
 P95_MS = 50.0
 P95_CONCURRENCY = 1
 RSS_MIB = 300.0
+REAL_PHOTO_RATIO = 1.6
+FLOOD_RSS_MIB = 1024.0
+HEALTHZ_MS = 1000.0
+LFW_POINTS = 0.1
 
 
 @dataclass(frozen=True)
@@ -103,4 +107,33 @@ def _service_bars(service: dict[str, Any]) -> list[Bar]:
         p95_bar,
         _check("service: student server peak RSS (VmHWM)", f"< {RSS_MIB:g} MiB", rss,
                rss is not None and rss < RSS_MIB, unit=" MiB"),
+    ]
+
+
+def photo_bars(photos: dict[str, Any] | None) -> list[Bar]:
+    """Bars of the real-photo level (:mod:`bench.photos`); all not measured when it did not run."""
+    photos = photos if photos and "error" not in photos else {}
+    inter, flood, lfw = photos.get("interleaved", {}), photos.get("flood", {}), photos.get("lfw_pipeline", {})
+    ratio = inter.get("ratio_median")
+    rss, bad = flood.get("peak_rss_mib"), flood.get("unexpected")
+    health = flood.get("healthz", {}).get("max_ms")
+    accuracy, published = lfw.get("accuracy"), lfw.get("published_accuracy")
+    shift = None if accuracy is None or published is None else 100 * abs(accuracy - published)
+    without = lfw.get("without_face")
+    same_pairs = lfw.get("pairs") == lfw.get("published_pairs")
+    return [
+        _check("real photos: /verify median on master.csv pairs vs two 250x250 LFW photos, one at a time, same run",
+               f"<= {REAL_PHOTO_RATIO:g}x", ratio, ratio is not None and ratio <= REAL_PHOTO_RATIO, unit="x"),
+        _check("flood (16 clients, two ~40 MP JPEGs per /verify): server peak RSS (VmHWM)", f"< {FLOOD_RSS_MIB:g} MiB",
+               rss, rss is not None and rss < FLOOD_RSS_MIB, unit=" MiB"),
+        _check("flood: answers other than 200 with the right verdict or 503 overloaded", "0",
+               None if bad is None else float(bad), bad == 0),
+        _check("flood: slowest /healthz during the flood", f"< {HEALTHZ_MS:g} ms", health,
+               health is not None and health < HEALTHZ_MS and not flood.get("healthz", {}).get("failures"),
+               unit=" ms"),
+        _check("LFW 10-fold through the service pipeline vs the published accuracy", f"within {LFW_POINTS:g} points",
+               shift, shift is not None and shift <= LFW_POINTS + 1e-9 and same_pairs,
+               f"{100 * accuracy:.2f} % vs {100 * published:.2f} %" if shift is not None else "", " points"),
+        _check("LFW deep-funneled images without a face, service pipeline", "0",
+               None if without is None else float(without), without == 0),
     ]

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from bench.photos import markdown as photo_lines
 from training.report import replace_section
 
 log = logging.getLogger(__name__)
@@ -162,6 +163,8 @@ def document(result: dict[str, Any]) -> str:
     lines += ["## Service: POST /verify with two 250x250 LFW photos", "", *service_table(result.get("service")), ""]
     lines += ["## One /verify, stage by stage", "", *breakdown_table(result.get("breakdown"), result.get("service")),
               ""]
+    lines += ["## Real photos (master.csv), large-photo flood, LFW through the service", "",
+              *photo_lines(result.get("photos")), ""]
     lines += _method(result)
     return "\n".join(lines) + "\n"
 
@@ -174,6 +177,7 @@ def readme_section(result: dict[str, Any], report_name: str, plot_name: str) -> 
              f"Measured {result['run']['date']} on {result['machine']['slug']} ({result['machine']['cpu']}); "
              f"full report: [bench/results/{report_name}](bench/results/{report_name}).", "",
              *bar_lines(result["bars"]), "", *model_table(models), "", *service_table(result.get("service")), "",
+             *photo_lines(result.get("photos")), "",
              f"![LFW accuracy vs speed](bench/results/{plot_name})", "", README_END]
     return "\n".join(lines)
 

@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
     max_pixels: int = Field(default=40_000_000, ge=1)
     """Width x height limit read from the image header before decoding (decompression bombs)."""
+    pixel_budget: int = Field(default=40_000_000, ge=1)
+    """Decoded pixels all requests together may hold at once (3 bytes each, RGB); a request that does not fit
+    waits up to ``pixel_budget_wait`` seconds, then gets 503 ``overloaded`` with ``Retry-After``."""
+    pixel_budget_wait: float = Field(default=10.0, ge=0.0)
     max_images: int = Field(default=16, ge=1)
     """Most ``image`` parts one /embed request may carry."""
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)

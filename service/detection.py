@@ -117,6 +117,13 @@ class FaceDetector:
         self.input_name = session.get_inputs()[0].name
         self.output_names = [o.name for o in session.get_outputs()]
 
+    def input_pixels(self, size: tuple[int, int]) -> int:
+        """Memory of detecting on a ``size`` (width, height) photo, in RGB-pixel units (3 bytes): its resized
+        copy (1 per pixel) and the float32 network input (4 per pixel, padded to a multiple of 32)."""
+        scale = _scale_for(size[1], size[0], self.config)
+        width, height = max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+        return width * height + 4 * (width + -width % 32) * (height + -height % 32)
+
     def detect(self, image: Image.Image | NDArray[np.uint8]) -> list[Face]:
         """Find faces in an RGB photo (Pillow image or ``(H, W, 3)`` uint8), in its full-resolution coordinates.
 
@@ -147,7 +154,5 @@ def main_face_index(faces: list[Face], height: int, width: int) -> int:
     This is insightface's rule: it keeps portraits right and does not pick a bigger bystander near the edge.
     """
     centre = np.array([width / 2, height / 2], dtype=np.float32)
-    values = [
-        float(f.box[2] * f.box[3] - 2.0 * np.sum((f.box[:2] + f.box[2:] / 2 - centre) ** 2)) for f in faces
-    ]
+    values = [float(f.box[2] * f.box[3] - 2.0 * np.sum((f.box[:2] + f.box[2:] / 2 - centre) ** 2)) for f in faces]
     return int(np.argmax(values))

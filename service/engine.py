@@ -20,12 +20,15 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from service.budget import PixelBudget
 from service.config import Settings
+from service.cropping import face_crops, full_pixels_needed
 from service.detection import Face, FaceDetector, main_face_index
 from service.errors import MultipleFaces, NoFace, ServiceError
-from service.imaging import DecodedImage, decode
+from service.imaging import DecodedImage, PendingImage, open_image
 from service.manifest import EmbeddingModel, ManifestError, load_manifest
-from service.preprocessing import crop_face, to_tensor
+from service.memory import release_free_memory
+from service.preprocessing import to_tensor
 from service.sessions import LoadedComponent, SessionPool, load_component, load_detector, session_options
 from service.similarity import l2_normalise
 
@@ -95,6 +98,13 @@ class Engine:
         self.max_upload_bytes = settings.max_upload_bytes
         self.max_pixels = settings.max_pixels
         self.observer = observer
+        # Trim after every ~quarter budget given back: frees the arenas' tails without a trim per request.
+        self.budget = PixelBudget(
+            settings.pixel_budget,
+            settings.pixel_budget_wait,
+            on_idle=release_free_memory,
+            idle_after=settings.pixel_budget // 4,
+        )
 
     @classmethod
     def load(cls, settings: Settings, observer: Observer | None = None) -> Engine:
@@ -118,16 +128,22 @@ class Engine:
         card = ModelCard(name, spec.version, model_sha256(spec), spec.dim, threshold, spec)
         log.info(
             "models loaded and warm",
-            extra={"model": name, "version": spec.version, "sha256": card.sha256, "threads": settings.threads,
-                   "load_seconds": round(time.perf_counter() - started, 3)},
+            extra={
+                "model": name,
+                "version": spec.version,
+                "sha256": card.sha256,
+                "threads": settings.threads,
+                "load_seconds": round(time.perf_counter() - started, 3),
+            },
         )
         return cls(detector, components, card, settings, observer)
 
     def analyse(self, uploads: Sequence[Upload], *, require_single_face: bool) -> list[FaceEmbedding]:
         """Main face and embedding of each upload; the crops of all uploads run as one batch per component.
 
-        Each photo is dropped as soon as its crops are taken, so a request holds one full-resolution photo
-        at a time, however many it carries.
+        Each photo is decoded at the size the detector needs and dropped as soon as its crops are taken, so a
+        request holds one photo at a time, however many it carries, and every decode holds its pixels in the
+        budget (:mod:`service.budget`) while it lives.
 
         Raises:
             ServiceError: the first upload that cannot be used, with ``field`` naming it.
@@ -136,32 +152,53 @@ class Engine:
         faces, counts = [], []
         for upload in uploads:
             with _blame(upload):
-                decoded = self._decode(upload)
-                found = self._detect(decoded.image)
-                face = self._main_face(found, decoded, require_single_face)
-            for batch, crop in zip(crops, self._crops(decoded.image, face), strict=True):
-                batch.append(crop)
+                face, count, crop = self._analyse_one(upload, require_single_face)
+            for batch, one in zip(crops, crop, strict=True):
+                batch.append(one)
             faces.append(face)
-            counts.append(len(found))
+            counts.append(count)
         embeddings = self._embed_crops([np.stack(batch) for batch in crops])
         return [FaceEmbedding(e, f, c) for e, f, c in zip(embeddings, faces, counts, strict=True)]
 
+    def _analyse_one(self, upload: Upload, require_single_face: bool) -> tuple[Face, int, list[NDArray[np.uint8]]]:
+        """Decode (reduced), detect, pick the main face and crop it: (face in full-resolution coordinates,
+        faces found, one crop per component)."""
+        pending = self._open(upload)
+        specs = [component.spec.input for component in self.components]
+        with self.budget.reserve(pending.pixels + self.detector.input_pixels(pending.reduced_size)):
+            decoded = self._decode(pending)
+            found = self._detect(decoded.image)
+            face = self._main_face(found, decoded, require_single_face)
+            full_pixels = full_pixels_needed(decoded, face.landmarks, specs)
+            if not full_pixels:
+                return _to_full(face, decoded), len(found), self._crops(decoded, face)
+        with self.budget.reserve(full_pixels):  # a face too small in the reduced image: its full-resolution region
+            return _to_full(face, decoded), len(found), self._crops(decoded, face)
+
     def embed(self, images: Sequence[Image.Image], faces: Sequence[Face]) -> NDArray[np.float32]:
-        """Unit embeddings ``(N, dim)`` of given faces: per component L2-normalised, concatenated, normalised."""
-        per_image = [self._crops(image, face) for image, face in zip(images, faces, strict=True)]
+        """Unit embeddings ``(N, dim)`` of given faces (landmarks in the images' coordinates): per component
+        L2-normalised, concatenated, normalised."""
+        per_image = [
+            self._crops(DecodedImage(image, "RGB", image.size), face) for image, face in zip(images, faces, strict=True)
+        ]
         return self._embed_crops([np.stack(batch) for batch in zip(*per_image, strict=True)])
 
-    def _decode(self, upload: Upload) -> DecodedImage:
+    def _open(self, upload: Upload) -> PendingImage:
         with self._timed("decode"):
-            return decode(
+            return open_image(
                 upload.data,
                 max_bytes=self.max_upload_bytes,
                 max_pixels=self.max_pixels,
                 declared_type=upload.content_type,
+                min_side=self.detector.config.max_side,
             )
 
+    def _decode(self, pending: PendingImage) -> DecodedImage:
+        with self._timed("decode"):
+            return pending.decode()
+
     def _detect(self, image: Image.Image) -> list[Face]:
-        """Faces in full-resolution coordinates; a large photo is downscaled for YuNet (the crop is not)."""
+        """Faces in the coordinates of ``image`` (the reduced photo); YuNet sees it scaled to its input size."""
         with self._timed("detect"):
             faces = self.detector.detect(image)
         if self.observer is not None:
@@ -174,12 +211,13 @@ class Engine:
             raise NoFace("no face was found")
         if require_single_face and len(faces) > 1:
             raise MultipleFaces(f"{len(faces)} faces were found and require_single_face is set")
-        return faces[main_face_index(faces, decoded.height, decoded.width)]
+        return faces[main_face_index(faces, decoded.image.height, decoded.image.width)]
 
-    def _crops(self, image: Image.Image, face: Face) -> list[NDArray[np.uint8]]:
-        """The face aligned for each component: its own template and crop size, from the full-resolution photo."""
+    def _crops(self, decoded: DecodedImage, face: Face) -> list[NDArray[np.uint8]]:
+        """The face aligned for each component (its own template and crop size), from the reduced image when
+        it is large enough there, else from the full-resolution pixels of its region (:mod:`service.cropping`)."""
         with self._timed("align"):
-            return [crop_face(image, face.landmarks, component.spec.input) for component in self.components]
+            return face_crops(decoded, face.landmarks, [component.spec.input for component in self.components])
 
     def _embed_crops(self, crops: Sequence[NDArray[np.uint8]]) -> NDArray[np.float32]:
         """One ``(N, H, W, 3)`` batch per component -> ``(N, dim)`` unit embeddings."""
@@ -207,6 +245,15 @@ class Engine:
                 self.observer.stage(stage, time.perf_counter() - started)
 
 
+def _to_full(face: Face, decoded: DecodedImage) -> Face:
+    """``face`` found in the reduced image, in the coordinates of the full-resolution photo."""
+    if decoded.factor == 1:
+        return face
+    corner = decoded.to_full(face.box[:2])
+    box = np.concatenate([corner, face.box[2:] * decoded.factor]).astype(np.float32)
+    return Face(box=box, score=face.score, landmarks=decoded.to_full(face.landmarks))
+
+
 @contextmanager
 def _blame(upload: Upload) -> Iterator[None]:
     """Prefix an upload's errors with the field (and file name) it came from."""
@@ -214,4 +261,6 @@ def _blame(upload: Upload) -> Iterator[None]:
         yield
     except ServiceError as exc:
         label = upload.field + (f" ({upload.filename!r})" if upload.filename else "")
-        raise type(exc)(f"{label}: {exc.message}", field=upload.field) from exc
+        blamed = type(exc)(f"{label}: {exc.message}", field=upload.field)
+        blamed.__dict__.update({k: v for k, v in vars(exc).items() if k not in ("message", "field")})
+        raise blamed from exc

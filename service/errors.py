@@ -69,6 +69,16 @@ class NotReady(ServiceError):
     code = "not_ready"
 
 
+class Overloaded(ServiceError):
+    """Too many pixels in flight (see :mod:`service.budget`); ``retry_after`` seconds go in ``Retry-After``."""
+
+    code = "overloaded"
+
+    def __init__(self, message: str, *, field: str | None = None, retry_after: int = 1) -> None:
+        super().__init__(message, field=field)
+        self.retry_after = retry_after
+
+
 STATUS: dict[type[ServiceError], int] = {
     InvalidImage: 400,
     Unauthorized: 401,
@@ -79,6 +89,7 @@ STATUS: dict[type[ServiceError], int] = {
     InvalidRequest: 422,
     ModelMismatch: 422,
     NotReady: 503,
+    Overloaded: 503,
 }
 
 # Starlette's own HTTP errors (routing, body parsing) get codes too. A body that cannot be parsed at all
@@ -141,6 +152,8 @@ async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
     status = status_of(exc)
     headers = {"WWW-Authenticate": "ApiKey"} if status == 401 else None
+    if isinstance(exc, Overloaded):
+        headers = {"Retry-After": str(exc.retry_after)}
     log.info("request failed: %s: %s", exc.code, exc.message, extra={"error_code": exc.code, "status": status})
     return error_response(status, exc.code, exc.message, field=exc.field, headers=headers)
 

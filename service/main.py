@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from service import __doc__ as service_doc
 from service.config import Settings, get_settings
 from service.deps import AppState
+from service.docs import install_docs
 from service.engine import Engine
 from service.errors import install_error_handlers
 from service.logs import configure_logging
@@ -74,10 +75,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary=(service_doc or "").strip(),
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # install_docs serves /docs and /redoc from local files, not a CDN
+        redoc_url=None,
     )
     app.api_keys_required, app.max_images = bool(settings.api_keys), settings.max_images
     app.state.face = AppState(settings=settings, metrics=metrics)
     install_error_handlers(app)
+    install_docs(app)
     for module in (verify, embed, info, health):
         app.include_router(module.router)
     # Added innermost first: RequestContext sees (and logs) even the 401s and 413s of the two guards.

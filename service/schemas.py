@@ -27,7 +27,7 @@ class FieldError(BaseModel):
 class ErrorDetail(BaseModel):
     code: str = Field(
         description="Stable machine-readable code: invalid_image, unsupported_media_type, image_too_large, "
-        "no_face, multiple_faces, invalid_request, model_mismatch, unauthorized, not_ready, not_found, "
+        "no_face, multiple_faces, invalid_request, model_mismatch, unauthorized, not_ready, overloaded, not_found, "
         "method_not_allowed, internal_error"
     )
     message: str = Field(description="Human-readable explanation")
@@ -175,11 +175,19 @@ _DESCRIPTIONS = {
     415: "unsupported_media_type: not JPEG, PNG, WebP or BMP (e.g. text, PDF), or the wrong request body type",
     422: "invalid_request (missing or invalid fields, malformed body, far not published), no_face, multiple_faces, "
     "model_mismatch (embeddings of another model)",
-    503: "not_ready: the models are not loaded yet",
+    503: "not_ready: the models are not loaded yet; overloaded: too many decoded pixels in flight "
+    "(FACE_PIXEL_BUDGET) for FACE_PIXEL_BUDGET_WAIT seconds, retry after the Retry-After header's seconds",
     500: "internal_error: a bug; the body has the request id, never a traceback",
+}
+
+
+_HEADERS: dict[int, dict[str, Any]] = {
+    503: {"headers": {"Retry-After": {"description": "Seconds to wait before retrying (sent with overloaded)",
+                                      "schema": {"type": "integer", "minimum": 1}}}},
 }
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries with the ``{"error": ...}`` body for each status."""
-    return {status: {"model": ErrorResponse, "description": _DESCRIPTIONS[status]} for status in statuses}
+    return {status: {"model": ErrorResponse, "description": _DESCRIPTIONS[status], **_HEADERS.get(status, {})}
+            for status in statuses}

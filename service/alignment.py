@@ -69,14 +69,20 @@ def align(
 def align_antialiased(
     image: Image.Image, landmarks: NDArray[np.floating], template: NDArray[np.floating], size: tuple[int, int]
 ) -> NDArray[np.uint8]:
-    """:func:`align`, but a face more than twice the crop's scale is box-reduced first.
+    """:func:`align`, but a face more than twice the crop's scale is box-reduced first (:func:`warp_antialiased`)."""
+    return warp_antialiased(image, similarity_transform(landmarks, template), size)
+
+
+def warp_antialiased(image: Image.Image, matrix: NDArray[np.float64], size: tuple[int, int]) -> NDArray[np.uint8]:
+    """:func:`warp` by a similarity ``matrix`` (2x3), but a source more than twice the crop's scale is box-reduced
+    first.
 
     Bilinear sampling reads 4 pixels per output pixel, so shrinking a 1000-pixel face in a full-resolution
-    photo straight to 112 pixels aliases. Reducing the region around the face by an integer factor first
+    photo straight to 112 pixels aliases. Reducing the region the crop covers by an integer factor first
     (a box filter, :meth:`PIL.Image.Image.reduce`) leaves a warp of scale >= 0.5. Faces at the crop's scale
-    (LFW, CelebA, training crops) take exactly the :func:`align` path.
+    take exactly the :func:`warp` path. Training crops every view of every face through this function too.
     """
-    matrix = similarity_transform(landmarks, template)
+    matrix = np.asarray(matrix, dtype=np.float64)
     scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
     factor = int(1.0 / scale) if scale > 0 else 1
     if factor < 2:
@@ -92,6 +98,8 @@ def align_antialiased(
     if right - left < factor or bottom - top < factor:
         return warp(image, matrix, size)  # the face is (almost) outside the photo: nothing to reduce
     reduced = image.reduce(factor, box=(left, top, right, bottom))
-    # Pixel i of the reduced image averages source pixels [i*f, (i+1)*f): centre (x + 0.5) / f - 0.5.
-    shifted = (np.asarray(landmarks, dtype=np.float64) - [left, top] + 0.5) / factor - 0.5
-    return align(reduced, shifted, template, size)
+    # Pixel i of the reduced image averages source pixels [i*f, (i+1)*f): a source point p lands on
+    # (p - corner + 0.5) / f - 0.5 of it, so the warp from the reduced image is the matrix after that map.
+    to_reduced = np.array([[factor, 0.0, left + 0.5 * factor - 0.5], [0.0, factor, top + 0.5 * factor - 0.5],
+                           [0.0, 0.0, 1.0]])
+    return warp(reduced, (np.vstack([matrix, [0.0, 0.0, 1.0]]) @ to_reduced)[:2], size)

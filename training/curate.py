@@ -261,9 +261,10 @@ def stage_data(sources: Path | None, threads: int = 2) -> dict[str, Decision]:
     teachers = build_teachers()
     landmarks = {name: set_landmarks(name) for name in ALL_SETS}
     sface = {}
+    outputs = view0_outputs(teachers, threads)
     for name in ALL_SETS:
         cache = set_cache(name, landmarks[name])
-        cache.build(0, view0_outputs(teachers, threads))
+        cache.build(0, outputs)
         sface[name] = np.asarray(cache.load("sface", 0), np.float32)
     lfw = lfw_sface(teachers)
     lfw_names = landmarks_for("lfw", lfw_files()).files

@@ -51,7 +51,7 @@ def view_for(index: int, view: int, seed: int = 0) -> View:
     return rich_view(rng) if view >= RICH_FIRST else random_view(rng)
 
 
-def onnx_runner(path: Path, threads: int = 2) -> Callable[[NDArray[np.uint8]], NDArray[np.float32]]:
+def onnx_runner(path: Path, threads: int = 2, batch: int = 32) -> Callable[[NDArray[np.uint8]], NDArray[np.float32]]:
     """A function mapping ``(N, H, W, 3)`` uint8 RGB crops to the graph's output (raw 0-255 input graphs)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -60,8 +60,12 @@ def onnx_runner(path: Path, threads: int = 2) -> Callable[[NDArray[np.uint8]], N
     name = session.get_inputs()[0].name
 
     def run(crops: NDArray[np.uint8]) -> NDArray[np.float32]:
-        batch = crops.transpose(0, 3, 1, 2).astype(np.float32)
-        return np.asarray(session.run(None, {name: batch})[0], dtype=np.float32)
+        # In batches of ``batch``: a teacher on a whole 512-crop chunk at once holds gigabytes in ORT's arena.
+        outs = []
+        for lo in range(0, len(crops), batch):
+            part = crops[lo : lo + batch].transpose(0, 3, 1, 2).astype(np.float32)
+            outs.append(np.asarray(session.run(None, {name: part})[0], dtype=np.float32))
+        return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
 
     return run
 

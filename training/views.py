@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageEnhance, ImageFilter
 
-from service.alignment import ARCFACE_112, similarity_transform, warp
+from service.alignment import ARCFACE_112, similarity_transform, warp_antialiased
 
 RICH_FIRST = 6  # views 1-5 are plain geometric jitters (as cached before rich views existed)
 CANVAS = (288, 288)
@@ -118,9 +118,10 @@ def crop_view(
     size: tuple[int, int],
     view: View = IDENTITY,
 ) -> NDArray[np.uint8]:
-    """Aligned crop ``(H, W, 3)`` of a view: the service's alignment, composed with the view's jitter."""
+    """Aligned crop ``(H, W, 3)`` of a view: the service's alignment, composed with the view's jitter. The plain
+    view is exactly the served crop (:func:`service.preprocessing.crop_face`: the same antialiased warp)."""
     base = np.vstack([similarity_transform(landmarks, template), [0.0, 0.0, 1.0]])
-    crop = warp(image, (view_matrix(view, size) @ base)[:2], size)
+    crop = warp_antialiased(image, (view_matrix(view, size) @ base)[:2], size)
     return np.ascontiguousarray(crop[:, ::-1]) if view.flip else crop
 
 
@@ -196,9 +197,9 @@ def rich_canvas(
 ) -> Image.Image:
     """The canonical crop of a rich view with its mix, occluder and photometric changes applied (in that order:
     the occluder and the second face get the same blur, noise and compression as the face)."""
-    canvas = warp(image, similarity_transform(landmarks, CANVAS_TEMPLATE), CANVAS)
+    canvas = warp_antialiased(image, similarity_transform(landmarks, CANVAS_TEMPLATE), CANVAS)
     if view.mix is not None and partner is not None:
-        other = warp(partner[0], similarity_transform(partner[1], CANVAS_TEMPLATE), CANVAS)
+        other = warp_antialiased(partner[0], similarity_transform(partner[1], CANVAS_TEMPLATE), CANVAS)
         if view.mix.kind == "mixup":
             blend = view.mix.lam * canvas.astype(np.float32) + (1 - view.mix.lam) * other.astype(np.float32)
             canvas = np.clip(np.rint(blend), 0, 255).astype(np.uint8)

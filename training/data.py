@@ -101,6 +101,7 @@ def make_detector(threads: int = 2) -> FaceDetector:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # see feature_cache.onnx_runner
     session = ort.InferenceSession(str(MODELS / "yunet_2023mar_fp32.onnx"), options, providers=["CPUExecutionProvider"])
     return FaceDetector(session, DetectorConfig())
 

@@ -15,12 +15,14 @@ from service.config import Settings, get_settings
 from service.deps import AppState
 from service.engine import Engine
 from service.errors import install_error_handlers
+from service.gallery import open_store
+from service.gallery.store import StoreUnavailable
 from service.logs import configure_logging
 from service.manifest import ManifestError
 from service.metrics import Metrics
 from service.middleware import ApiKeyGuard, BodyLimit, RequestContext
 from service.openapi import FaceAPI
-from service.routes import embed, health, info, verify
+from service.routes import embed, health, identify, info, subjects, verify
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     except ManifestError as exc:
         log.critical("start-up failed: %s", exc, extra={"manifest": str(state.settings.manifest)})
         raise
+    try:
+        state.gallery = await run_in_threadpool(open_store, state.settings, engine.card)
+    except StoreUnavailable as exc:
+        log.critical("start-up failed: %s", exc.message)
+        raise
     state.engine = engine
     state.metrics.serving(engine.card)
     if isinstance(app, FaceAPI):
@@ -59,6 +66,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         state.engine = None  # shutting down: not ready (in-flight requests keep their own reference)
         state.metrics.serving(None)
+        gallery, state.gallery = state.gallery, None
+        if gallery is not None:
+            gallery.close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -78,7 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.api_keys_required, app.max_images = bool(settings.api_keys), settings.max_images
     app.state.face = AppState(settings=settings, metrics=metrics)
     install_error_handlers(app)
-    for module in (verify, embed, info, health):
+    for module in (verify, embed, subjects, identify, info, health):
         app.include_router(module.router)
     # Added innermost first: RequestContext sees (and logs) even the 401s and 413s of the two guards.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

@@ -54,11 +54,20 @@ def lfw(data: Path) -> FaceSet:
     return FaceSet("lfw", tuple(files), np.array([people[f.parent.name] for f in files], np.int64))
 
 
-def celeba_test(data: Path, images: Path) -> FaceSet:
-    """The CelebA test split's 17,476 images (extracted to ``images``) with their official identities."""
+def celeba_test(data: Path, images: Path, identities: int | None = None, seed: int = 0) -> FaceSet:
+    """The CelebA test split's 17,476 images (extracted to ``images``) with their official identities.
+
+    ``identities``: only the images of that many identities (a seeded choice), for a slow model.
+    """
     rows = (data / "celeba_test" / "identity_CelebA_test.txt").read_text().split("\n")
     pairs = [row.split() for row in rows if row.strip()]
-    return FaceSet("celeba_test", tuple(images / name for name, _ in pairs),
+    name = "celeba_test"
+    if identities is not None:
+        every = sorted({int(identity) for _, identity in pairs})
+        kept = {int(i) for i in np.random.default_rng(seed).permutation(every)[:identities]}
+        pairs = [(file, identity) for file, identity in pairs if int(identity) in kept]
+        name = f"celeba_test-{identities}ids"
+    return FaceSet(name, tuple(images / file for file, _ in pairs),
                    np.array([int(identity) for _, identity in pairs], np.int64))
 
 

@@ -70,6 +70,29 @@ CREATE TABLE IF NOT EXISTS gallery_faces (
 );
 CREATE INDEX IF NOT EXISTS gallery_faces_by_subject ON gallery_faces (subject_id);
 CREATE INDEX IF NOT EXISTS gallery_faces_by_owner_model ON gallery_faces (owner, model_sha256);
+CREATE TABLE IF NOT EXISTS gallery_models (
+    owner text NOT NULL,
+    model_sha256 text NOT NULL,
+    faces bigint NOT NULL,
+    PRIMARY KEY (owner, model_sha256)
+)
+"""
+# Faces per (owner, model), kept by a trigger on every write path (the service's, an import's COPY, psql), so
+# that "does this gallery hold another model's faces?" is one look-up in a tiny table before each search.
+_COUNT_FACES = """
+CREATE OR REPLACE FUNCTION gallery_count_faces() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP IN ('DELETE', 'UPDATE') THEN
+        UPDATE gallery_models SET faces = faces - 1 WHERE owner = OLD.owner AND model_sha256 = OLD.model_sha256;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        INSERT INTO gallery_models (owner, model_sha256, faces) VALUES (NEW.owner, NEW.model_sha256, 1)
+        ON CONFLICT (owner, model_sha256) DO UPDATE SET faces = gallery_models.faces + 1;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE TRIGGER gallery_faces_count AFTER INSERT OR DELETE OR UPDATE OF owner, model_sha256
+    ON gallery_faces FOR EACH ROW EXECUTE FUNCTION gallery_count_faces()
 """
 _FACE_COLUMNS = "id, subject_id, model_name, model_version, model_sha256, box, score, faces_detected, created_at, " \
     "crop IS NOT NULL"
@@ -115,6 +138,9 @@ class PostgresStore:
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('mobileid face gallery schema'))")
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 conn.execute(statement)
+            function, trigger = _COUNT_FACES.split("END $$;")
+            conn.execute(function + "END $$")
+            conn.execute(trigger)
             conn.execute(index)
 
     @contextmanager
@@ -217,10 +243,8 @@ class PostgresStore:
         return [Match(subject, names[subject], face, sim) for subject, face, sim in found]
 
     def _refuse_foreign(self, conn: psycopg.Connection[Any], owner: str) -> None:
-        # Two index range probes on (owner, model_sha256): O(log n) when the gallery is all of the served model.
-        probe = ("SELECT EXISTS (SELECT 1 FROM gallery_faces WHERE owner = %(o)s AND model_sha256 < %(m)s) "
-                 "OR EXISTS (SELECT 1 FROM gallery_faces WHERE owner = %(o)s AND model_sha256 > %(m)s)")
-        row = conn.execute(probe, {"o": owner, "m": self.model.sha256}).fetchone()
+        probe = "SELECT EXISTS (SELECT 1 FROM gallery_models WHERE owner = %s AND model_sha256 <> %s AND faces > 0)"
+        row = conn.execute(probe, (owner, self.model.sha256)).fetchone()
         if row is not None and row[0]:
             raise mismatch_error(self.model, self._foreign(conn, owner))
 

@@ -46,10 +46,22 @@ def accuracy(models: dict[str, Settings], data: Path, more: Path, cache: Path, s
             embedded = gallery_data.embed_set(engine, faces, cache)
             openset = (identification.lfw_openset if kind == "lfw" else identification.celeba_openset)(embedded)
             result = identification.score(openset, engine.card.threshold)
-            rows.append({"model": label, "name": engine.card.name, "embed_seconds": embedded.seconds,
-                         "images_per_s": len(faces.files) / max(embedded.seconds, 1e-9), **result})
-            log.info("%s %s: rank-1 %.4f, FNIR@FPIR=1e-2 %.4f", label, faces.name, result["rank1"],
-                     result["at_fpir"][0]["fnir"])
+            rows.append(
+                {
+                    "model": label,
+                    "name": engine.card.name,
+                    "embed_seconds": embedded.seconds,
+                    "images_per_s": len(faces.files) / max(embedded.seconds, 1e-9),
+                    **result,
+                }
+            )
+            log.info(
+                "%s %s: rank-1 %.4f, FNIR@FPIR=1e-2 %.4f",
+                label,
+                faces.name,
+                result["rank1"],
+                result["at_fpir"][0]["fnir"],
+            )
     return rows
 
 
@@ -72,8 +84,9 @@ def _stores(folder: Path, pg_uri: Any, card: Any) -> dict[str, Any]:
     return {"sqlite": sqlite, **({"postgres": postgres} if pg_uri else {})}
 
 
-def speed(card: Any, distractors: np.ndarray, probes: np.ndarray, sizes: list[int], folder: Path, pg_uri: Any,
-          seconds: float) -> tuple[list[dict[str, Any]], dict[str, str]]:
+def speed(
+    card: Any, distractors: np.ndarray, probes: np.ndarray, sizes: list[int], folder: Path, pg_uri: Any, seconds: float
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
     rows, largest = [], {}
     for backend, fresh in _stores(folder, pg_uri, card).items():
         for size in sizes:
@@ -91,11 +104,26 @@ def speed(card: Any, distractors: np.ndarray, probes: np.ndarray, sizes: list[in
                 store.close()
             exact = gallery_speed.exact_top(gallery, probes[: timed["queries"]], gallery_speed.TOP_K)
             answers = timed.pop("answers")
-            rows.append({"backend": backend, "size": size, "fill_s": filled, "open_s": opened, **timed,
-                         "recall_at_1": gallery_speed.recall(answers, exact, 1),
-                         "recall_at_5": gallery_speed.recall(answers, exact, gallery_speed.TOP_K)})
-            log.info("%s %d: p95 %.2f ms, %.0f q/s, recall@5 %.4f, open %.1f s", backend, size, timed["p95_ms"],
-                     timed["qps"], rows[-1]["recall_at_5"], opened)
+            rows.append(
+                {
+                    "backend": backend,
+                    "size": size,
+                    "fill_s": filled,
+                    "open_s": opened,
+                    **timed,
+                    "recall_at_1": gallery_speed.recall(answers, exact, 1),
+                    "recall_at_5": gallery_speed.recall(answers, exact, gallery_speed.TOP_K),
+                }
+            )
+            log.info(
+                "%s %d: p95 %.2f ms, %.0f q/s, recall@5 %.4f, open %.1f s",
+                backend,
+                size,
+                timed["p95_ms"],
+                timed["qps"],
+                rows[-1]["recall_at_5"],
+                opened,
+            )
             largest[backend] = url
     return rows, largest
 
@@ -113,16 +141,21 @@ def run(args: Any, data: Path, more: Path, cache: Path, student_manifest: Path, 
     sizes = [size for size in sizes if size <= len(distractors)]
     lfw = gallery_data.embed_set(engine, gallery_data.lfw(data), cache)
     probes = lfw.embeddings[lfw.ok][np.random.default_rng(1).permutation(int(lfw.ok.sum()))][:2000]
-    result["distractors"] = {"files": len(pool.set.files), "with_face": len(distractors),
-                             "sources": "UTKFace, CelebA-wild and CelebA-10k (the training pool), FairFace, CelebA-HQ"}
+    result["distractors"] = {
+        "files": len(pool.set.files),
+        "with_face": len(distractors),
+        "sources": "UTKFace, CelebA-wild and CelebA-10k (the training pool), FairFace, CelebA-HQ",
+    }
     with tempfile.TemporaryDirectory(prefix="bench-gallery-") as tmp:
         folder = Path(tmp)
         pg, pg_uri = _postgres(folder)
         try:
-            result["speed"], largest = speed(engine.card, distractors, probes, sizes, folder, pg_uri,
-                                             5.0 if args.quick else 20.0)
-            result["service"] = gallery_http.run(student_manifest, largest, data, folder,
-                                                 requests=20 if args.quick else 200)
+            result["speed"], largest = speed(
+                engine.card, distractors, probes, sizes, folder, pg_uri, 5.0 if args.quick else 20.0
+            )
+            result["service"] = gallery_http.run(
+                student_manifest, largest, data, folder, requests=20 if args.quick else 200
+            )
         finally:
             if pg is not None:
                 pg.cleanup()
@@ -136,5 +169,5 @@ def _postgres(folder: Path) -> tuple[Any, Any]:
     except ImportError:
         log.warning("pgserver is not installed (dev extra): the PostgreSQL backend is not benchmarked")
         return None, None
-    server = pgserver.get_server(folder / "pgdata", cleanup_mode="delete")
+    server = pgserver.get_server(folder / "pgdata", cleanup_mode="delete")  # type: ignore[attr-defined]
     return server, server.get_uri

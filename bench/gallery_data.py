@@ -60,21 +60,27 @@ def celeba_test(data: Path, images: Path, identities: int | None = None, seed: i
     ``identities``: only the images of that many identities (a seeded choice), for a slow model.
     """
     rows = (data / "celeba_test" / "identity_CelebA_test.txt").read_text().split("\n")
-    pairs = [row.split() for row in rows if row.strip()]
+    pairs = [(row.split()[0], row.split()[1]) for row in rows if row.strip()]
     name = "celeba_test"
     if identities is not None:
         every = sorted({int(identity) for _, identity in pairs})
         kept = {int(i) for i in np.random.default_rng(seed).permutation(every)[:identities]}
         pairs = [(file, identity) for file, identity in pairs if int(identity) in kept]
         name = f"celeba_test-{identities}ids"
-    return FaceSet(name, tuple(images / file for file, _ in pairs),
-                   np.array([int(identity) for _, identity in pairs], np.int64))
+    return FaceSet(
+        name, tuple(images / file for file, _ in pairs), np.array([int(identity) for _, identity in pairs], np.int64)
+    )
 
 
 def distractors(data: Path, more: Path, count: int) -> FaceSet:
     """``count`` real faces of other people: the training pool first, then FairFace and CelebA-HQ."""
-    folders = [data / "pool" / "utkface_128", data / "pool" / "celeba_wild_128",
-               data / "celeba" / "img_align_celeba_89x109", more / "fairface_45k", more / "celebahq_256"]
+    folders = [
+        data / "pool" / "utkface_128",
+        data / "pool" / "celeba_wild_128",
+        data / "celeba" / "img_align_celeba_89x109",
+        more / "fairface_45k",
+        more / "celebahq_256",
+    ]
     files: list[Path] = []
     for folder in folders:
         files.extend(sorted(folder.rglob("*.jpg")))

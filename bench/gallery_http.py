@@ -25,8 +25,10 @@ DEADLINE_S, TIMEOUT_S = 120.0, 30.0
 
 
 def image_body(data: bytes, name: str = "probe.jpg") -> bytes:
-    head = (f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="{name}"\r\n'
-            "Content-Type: image/jpeg\r\n\r\n")
+    head = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="{name}"\r\n'
+        "Content-Type: image/jpeg\r\n\r\n"
+    )
     return head.encode() + data + f"\r\n--{BOUNDARY}--\r\n".encode()
 
 
@@ -62,8 +64,14 @@ def identify_one_at_a_time(port: int, photos: list[bytes], requests: int) -> dic
         p50, p95, p99 = np.percentile(values, [50, 95, 99]) if values else (float("nan"),) * 3
         return {"p50": float(p50), "p95": float(p95), "p99": float(p99), "mean": float(np.mean(values))}
 
-    return {"requests": len(client_ms), "errors": errors, "client_ms": pct(client_ms), "server_ms": pct(took_ms),
-            "search_ms": pct(search_ms), "search_share": float(np.sum(search_ms) / max(np.sum(took_ms), 1e-9))}
+    return {
+        "requests": len(client_ms),
+        "errors": errors,
+        "client_ms": pct(client_ms),
+        "server_ms": pct(took_ms),
+        "search_ms": pct(search_ms),
+        "search_share": float(np.sum(search_ms) / max(np.sum(took_ms), 1e-9)),
+    }
 
 
 def enrolment_throughput(port: int, photos: list[bytes], count: int, concurrency: int) -> dict[str, Any]:
@@ -79,11 +87,16 @@ def enrolment_throughput(port: int, photos: list[bytes], count: int, concurrency
                     break
                 claimed[0] += 1
                 index = claimed[0]
-            status, subject = _post(connection, "/subjects", json.dumps({"name": f"enrolled {index}"}).encode(),
-                                    "application/json")
+            status, subject = _post(
+                connection, "/subjects", json.dumps({"name": f"enrolled {index}"}).encode(), "application/json"
+            )
             if status == 201:
-                status, _ = _post(connection, f"/subjects/{subject['id']}/faces",
-                                  image_body(photos[index % len(photos)]), f"multipart/form-data; boundary={BOUNDARY}")
+                status, _ = _post(
+                    connection,
+                    f"/subjects/{subject['id']}/faces",
+                    image_body(photos[index % len(photos)]),
+                    f"multipart/form-data; boundary={BOUNDARY}",
+                )
             statuses.append(status)
         connection.close()
 
@@ -95,8 +108,13 @@ def enrolment_throughput(port: int, photos: list[bytes], count: int, concurrency
         thread.join(timeout=DEADLINE_S + TIMEOUT_S)
     seconds = time.perf_counter() - started
     ok = statuses.count(201)
-    return {"concurrency": concurrency, "enrolments": ok, "errors": len(statuses) - ok, "seconds": seconds,
-            "per_s": ok / seconds}
+    return {
+        "concurrency": concurrency,
+        "enrolments": ok,
+        "errors": len(statuses) - ok,
+        "seconds": seconds,
+        "per_s": ok / seconds,
+    }
 
 
 def run(manifest: Path, galleries: dict[str, str], data: Path, folder: Path, requests: int) -> dict[str, Any]:
@@ -105,9 +123,12 @@ def run(manifest: Path, galleries: dict[str, str], data: Path, folder: Path, req
     results: dict[str, Any] = {}
     for backend, url in galleries.items():
         log.info("service on the %s gallery: %d /identify one at a time", backend, requests)
-        with running(manifest, None, LoadPlan(threads=2), folder / f"service-{backend}.log",
-                     {"FACE_GALLERY_URL": url}) as server:
-            results[backend] = {"identify": identify_one_at_a_time(server.port, photos, requests),
-                                "enrol": [enrolment_throughput(server.port, photos, requests // 2, c) for c in (1, 4)],
-                                "startup_s": server.startup_seconds}
+        with running(
+            manifest, None, LoadPlan(threads=2), folder / f"service-{backend}.log", {"FACE_GALLERY_URL": url}
+        ) as server:
+            results[backend] = {
+                "identify": identify_one_at_a_time(server.port, photos, requests),
+                "enrol": [enrolment_throughput(server.port, photos, requests // 2, c) for c in (1, 4)],
+                "startup_s": server.startup_seconds,
+            }
     return results

@@ -27,9 +27,12 @@ def main(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
     started, machine = time.perf_counter(), describe()
     result = gallery_bench.run(args, DATA, MORE, CACHE / "bench" / "identification", args.manifest, args.teachers)
     result["machine"] = machine
-    result["run"] = {"date": date.today().isoformat(), "quick": args.quick,
-                     "command": "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:]),
-                     "seconds": time.perf_counter() - started}
+    result["run"] = {
+        "date": date.today().isoformat(),
+        "quick": args.quick,
+        "command": "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "seconds": time.perf_counter() - started,
+    }
     result["bars"] = gallery_report.bars(result)
     stem = f"{result['run']['date']}-{machine['slug']}-identification" + ("-quick" if args.quick else "")
     args.out.mkdir(parents=True, exist_ok=True)

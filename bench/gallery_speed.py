@@ -35,13 +35,17 @@ def fill_sqlite(path: Path, model: ModelId, embeddings: NDArray[np.float32], cre
     now, box = time.time(), json.dumps([0.0, 0.0, 100.0, 100.0])
     with sqlite3.connect(path) as db:
         ids = _rows(embeddings)
-        db.executemany("INSERT INTO subjects (id, owner, name, created_at) VALUES (?, '', ?, ?)",
-                       [(s, f"distractor {i}", now) for i, (s, _) in enumerate(ids)])
+        db.executemany(
+            "INSERT INTO subjects (id, owner, name, created_at) VALUES (?, '', ?, ?)",
+            [(s, f"distractor {i}", now) for i, (s, _) in enumerate(ids)],
+        )
         db.executemany(
             "INSERT INTO faces (id, subject_id, owner, model_name, model_version, model_sha256, embedding, box, "
             "score, faces_detected, created_at) VALUES (?, ?, '', ?, ?, ?, ?, ?, 0.9, 1, ?)",
-            [(f, s, model.name, model.version, model.sha256, e.tobytes(), box, now)
-             for (s, f), e in zip(ids, embeddings, strict=True)],
+            [
+                (f, s, model.name, model.version, model.sha256, e.tobytes(), box, now)
+                for (s, f), e in zip(ids, embeddings, strict=True)
+            ],
         )
 
 
@@ -64,11 +68,26 @@ def fill_postgres(url: str, model: ModelId, embeddings: NDArray[np.float32], cre
             with cur.copy("COPY gallery_subjects (id, owner, name, created_at) FROM STDIN") as copy:
                 for i, (s, _) in enumerate(ids):
                     copy.write_row((s, "", f"distractor {i}", now))
-            with cur.copy("COPY gallery_faces (id, subject_id, owner, model_name, model_version, model_sha256, "
-                          "embedding, box, score, faces_detected, created_at) FROM STDIN") as copy:
+            with cur.copy(
+                "COPY gallery_faces (id, subject_id, owner, model_name, model_version, model_sha256, "
+                "embedding, box, score, faces_detected, created_at) FROM STDIN"
+            ) as copy:
                 for (s, f), e in zip(ids, embeddings, strict=True):
-                    copy.write_row((f, s, "", model.name, model.version, model.sha256, vector_text(e),
-                                    [0.0, 0.0, 100.0, 100.0], 0.9, 1, now))
+                    copy.write_row(
+                        (
+                            f,
+                            s,
+                            "",
+                            model.name,
+                            model.version,
+                            model.sha256,
+                            vector_text(e),
+                            [0.0, 0.0, 100.0, 100.0],
+                            0.9,
+                            1,
+                            now,
+                        )
+                    )
         conn.execute("ANALYZE")  # as autovacuum would soon: the planner then knows the gallery is large
 
 
@@ -93,10 +112,19 @@ def time_searches(store: GalleryStore, probes: NDArray[np.float32], seconds: flo
         if time.perf_counter() > deadline:
             break
     p50, p95, p99 = (float(v) for v in np.percentile(latencies, [50, 95, 99]))
-    return {"queries": len(latencies), "p50_ms": p50, "p95_ms": p95, "p99_ms": p99, "qps": 1000 * len(latencies) / sum(latencies), "answers": answers}
+    return {
+        "queries": len(latencies),
+        "p50_ms": p50,
+        "p95_ms": p95,
+        "p99_ms": p99,
+        "qps": 1000 * len(latencies) / sum(latencies),
+        "answers": answers,
+    }
 
 
 def recall(answers: Sequence[Sequence[str]], exact: NDArray[np.int64], k: int) -> float:
     """Share of the exact top-``k`` subjects (named ``distractor <row>``) among the backend's top ``k``."""
-    found = [len({f"distractor {r}" for r in row[:k]} & set(answer[:k])) for row, answer in zip(exact, answers)]
+    found = [
+        len({f"distractor {r}" for r in row[:k]} & set(answer[:k])) for row, answer in zip(exact, answers, strict=True)
+    ]
     return float(sum(found) / (k * len(found)))

@@ -70,14 +70,15 @@ def celeba_openset(embedded: Embedded, seed: int = 0) -> OpenSet:
     return protocol(embedded, {int(i) for i in chosen})
 
 
-def _top1(probes: NDArray[np.float32], ok: NDArray[np.bool_], gallery: NDArray[np.float32]
-          ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+def _top1(
+    probes: NDArray[np.float32], ok: NDArray[np.bool_], gallery: NDArray[np.float32]
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
     """Rank-1 gallery row and its score per probe (exact); a probe without a face scores -inf."""
     rows, scores = np.zeros(len(probes), np.int64), np.full(len(probes), -np.inf)
     for start in range(0, len(probes), 4096):
-        block = probes[start:start + 4096] @ gallery.T
-        rows[start:start + 4096] = np.argmax(block, axis=1)
-        scores[start:start + 4096] = block[np.arange(len(block)), rows[start:start + 4096]]
+        block = probes[start : start + 4096] @ gallery.T
+        rows[start : start + 4096] = np.argmax(block, axis=1)
+        scores[start : start + 4096] = block[np.arange(len(block)), rows[start : start + 4096]]
     scores[~ok] = -np.inf
     return rows, scores
 
@@ -101,13 +102,25 @@ def score(openset: OpenSet, default_threshold: float) -> dict[str, Any]:
     at_fpir = []
     for fpir in FPIRS:
         threshold = threshold_at_fpir(nonmated_scores, fpir)
-        at_fpir.append({"fpir": fpir, "threshold": threshold, "fnir": fnir(threshold),
-                        "false_positives": int(np.sum(nonmated_scores >= threshold))})
+        at_fpir.append(
+            {
+                "fpir": fpir,
+                "threshold": threshold,
+                "fnir": fnir(threshold),
+                "false_positives": int(np.sum(nonmated_scores >= threshold)),
+            }
+        )
     return {
-        "set": openset.name, "enrolled": len(openset.gallery), "mated_searches": len(openset.mated),
+        "set": openset.name,
+        "enrolled": len(openset.gallery),
+        "mated_searches": len(openset.mated),
         "nonmated_searches": len(openset.nonmated),
         "no_face": int(np.sum(~openset.mated_ok) + np.sum(~openset.nonmated_ok)),
-        "rank1": float(np.mean(hit)), "at_fpir": at_fpir,
-        "default_threshold": {"threshold": default_threshold, "fnir": fnir(default_threshold),
-                              "fpir": float(np.mean(nonmated_scores >= default_threshold))},
+        "rank1": float(np.mean(hit)),
+        "at_fpir": at_fpir,
+        "default_threshold": {
+            "threshold": default_threshold,
+            "fnir": fnir(default_threshold),
+            "fpir": float(np.mean(nonmated_scores >= default_threshold)),
+        },
     }

@@ -58,7 +58,7 @@ def reembed(store: GalleryStore, engine: Engine, dry_run: bool) -> int:
         done = 0
         for faces in by_subject.values():
             for start in range(0, len(faces), _BATCH):
-                batch = faces[start:start + _BATCH]
+                batch = faces[start : start + _BATCH]
                 store.replace_embeddings(list(zip([f.id for f in batch], _embed(engine, batch), strict=True)))
                 done += len(batch)
         print(f"re-embedded {done} face(s) with {store.model.describe()}")

@@ -117,8 +117,9 @@ class ExactIndex:
             while True:
                 top = np.argpartition(-sims, take - 1)[:take] if take < len(sims) else np.arange(len(sims))
                 top = top[np.argsort(-sims[top], kind="stable")]
-                found = best_per_subject([rows.face_ids[i] for i in top], [rows.subject_ids[i] for i in top],
-                                         sims[top].tolist(), top_k)
+                found = best_per_subject(
+                    [rows.face_ids[i] for i in top], [rows.subject_ids[i] for i in top], sims[top].tolist(), top_k
+                )
                 if len(found) == top_k or take == len(sims):
                     return found
                 take = min(len(sims), 4 * take)

@@ -94,8 +94,9 @@ END $$;
 CREATE OR REPLACE TRIGGER gallery_faces_count AFTER INSERT OR DELETE OR UPDATE OF owner, model_sha256
     ON gallery_faces FOR EACH ROW EXECUTE FUNCTION gallery_count_faces()
 """
-_FACE_COLUMNS = "id, subject_id, model_name, model_version, model_sha256, box, score, faces_detected, created_at, " \
-    "crop IS NOT NULL"
+_FACE_COLUMNS = (
+    "id, subject_id, model_name, model_version, model_sha256, box, score, faces_detected, created_at, crop IS NOT NULL"
+)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -112,8 +113,15 @@ class PostgresStore:
             raise ValueError(f"model sha256 {model.sha256!r} is not 64 hex digits")
         self.model, self.dim = model, dim
         self._ef_search = ef_search
-        self._pool = ConnectionPool(url, min_size=1, max_size=pool_size, kwargs={"autocommit": True},
-                                    configure=self._configure, open=False, name="gallery")
+        self._pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={"autocommit": True},
+            configure=self._configure,
+            open=False,
+            name="gallery",
+        )
         try:
             self._pool.open(wait=True, timeout=30)
             self._create_schema()
@@ -131,8 +139,11 @@ class PostgresStore:
         index = sql.SQL(
             "CREATE INDEX IF NOT EXISTS {} ON gallery_faces USING hnsw ((embedding::vector({})) vector_ip_ops) "
             "WHERE model_sha256 = {}"
-        ).format(sql.Identifier(f"gallery_faces_hnsw_{self.model.sha256[:16]}"), sql.Literal(self.dim),
-                 sql.Literal(self.model.sha256))
+        ).format(
+            sql.Identifier(f"gallery_faces_hnsw_{self.model.sha256[:16]}"),
+            sql.Literal(self.dim),
+            sql.Literal(self.model.sha256),
+        )
         with self._pool.connection() as conn, conn.transaction():
             # Replicas starting together must not race on CREATE ... IF NOT EXISTS.
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('mobileid face gallery schema'))")
@@ -164,8 +175,10 @@ class PostgresStore:
     def create_subject(self, owner: str, name: str) -> Subject:
         subject = Subject(str(uuid.uuid4()), name, 0, time.time())
         with self._transaction() as conn:
-            conn.execute("INSERT INTO gallery_subjects (id, owner, name, created_at) VALUES (%s, %s, %s, %s)",
-                         (subject.id, owner, name, subject.created_at))
+            conn.execute(
+                "INSERT INTO gallery_subjects (id, owner, name, created_at) VALUES (%s, %s, %s, %s)",
+                (subject.id, owner, name, subject.created_at),
+            )
         return subject
 
     def list_subjects(self, owner: str, limit: int, offset: int) -> tuple[list[Subject], int]:
@@ -173,15 +186,18 @@ class PostgresStore:
             (total,) = conn.execute("SELECT count(*) FROM gallery_subjects WHERE owner = %s", (owner,)).fetchone()  # type: ignore[misc]
             rows = conn.execute(
                 "SELECT s.id, s.name, (SELECT count(*) FROM gallery_faces f WHERE f.subject_id = s.id), s.created_at "
-                "FROM gallery_subjects s WHERE s.owner = %s ORDER BY s.seq LIMIT %s OFFSET %s", (owner, limit, offset)
+                "FROM gallery_subjects s WHERE s.owner = %s ORDER BY s.seq LIMIT %s OFFSET %s",
+                (owner, limit, offset),
             ).fetchall()
         return [Subject(str(i), str(n), int(c), float(t)) for i, n, c, t in rows], int(total)
 
     def get_subject(self, owner: str, subject_id: str) -> Subject:
         with self._transaction() as conn:
             name, created_at = self._owned(conn, owner, subject_id)
-            (faces,) = conn.execute("SELECT count(*) FROM gallery_faces WHERE subject_id = %s",  # type: ignore[misc]
-                                    (subject_id,)).fetchone()
+            (faces,) = conn.execute(
+                "SELECT count(*) FROM gallery_faces WHERE subject_id = %s",  # type: ignore[misc]
+                (subject_id,),
+            ).fetchone()
         return Subject(subject_id, name, int(faces), created_at)
 
     def delete_subject(self, owner: str, subject_id: str) -> None:
@@ -192,25 +208,45 @@ class PostgresStore:
     # --- faces --------------------------------------------------------------------------------------------
 
     def add_face(self, owner: str, subject_id: str, face: NewFace) -> FaceRecord:
-        record = FaceRecord(str(uuid.uuid4()), subject_id, self.model, face.box, face.score, face.faces_detected,
-                            time.time(), face.crop is not None)
+        record = FaceRecord(
+            str(uuid.uuid4()),
+            subject_id,
+            self.model,
+            face.box,
+            face.score,
+            face.faces_detected,
+            time.time(),
+            face.crop is not None,
+        )
         with self._transaction() as conn:
             self._owned(conn, owner, subject_id, lock=True)  # a concurrent delete of the subject waits, or we 404
             conn.execute(
                 "INSERT INTO gallery_faces (id, subject_id, owner, model_name, model_version, model_sha256, "
                 "embedding, box, score, faces_detected, crop, created_at) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s::vector, %s, %s, %s, %s, %s)",
-                (record.id, subject_id, owner, self.model.name, self.model.version, self.model.sha256,
-                 vector_text(face.embedding), list(face.box), face.score, face.faces_detected, face.crop,
-                 record.created_at),
+                (
+                    record.id,
+                    subject_id,
+                    owner,
+                    self.model.name,
+                    self.model.version,
+                    self.model.sha256,
+                    vector_text(face.embedding),
+                    list(face.box),
+                    face.score,
+                    face.faces_detected,
+                    face.crop,
+                    record.created_at,
+                ),
             )
         return record
 
     def list_faces(self, owner: str, subject_id: str) -> list[FaceRecord]:
         with self._transaction() as conn:
             self._owned(conn, owner, subject_id)
-            rows = conn.execute(f"SELECT {_FACE_COLUMNS} FROM gallery_faces WHERE subject_id = %s ORDER BY seq",
-                                (subject_id,)).fetchall()
+            rows = conn.execute(
+                f"SELECT {_FACE_COLUMNS} FROM gallery_faces WHERE subject_id = %s ORDER BY seq", (subject_id,)
+            ).fetchall()
         return [_face(row) for row in rows]
 
     def delete_face(self, owner: str, subject_id: str, face_id: str) -> None:
@@ -255,9 +291,10 @@ class PostgresStore:
             if foreign:
                 raise mismatch_error(self.model, foreign)
             rows = conn.execute(
-                sql.SQL("SELECT id, -({vec} <#> %s::vector({dim})) FROM gallery_faces WHERE subject_id = %s "
-                        "AND {served} ORDER BY 2 DESC").format(vec=self._vector, dim=sql.Literal(self.dim),
-                                                               served=self._served),
+                sql.SQL(
+                    "SELECT id, -({vec} <#> %s::vector({dim})) FROM gallery_faces WHERE subject_id = %s "
+                    "AND {served} ORDER BY 2 DESC"
+                ).format(vec=self._vector, dim=sql.Literal(self.dim), served=self._served),
                 (vector_text(query), subject_id),
             ).fetchall()
         if not rows:
@@ -266,10 +303,14 @@ class PostgresStore:
 
     # --- model identity -----------------------------------------------------------------------------------
 
-    def _foreign(self, conn: psycopg.Connection[Any], owner: str | None, subject_id: str | None = None
-                 ) -> list[ForeignModel]:
-        where = ["model_sha256 <> %(m)s"] + (["owner = %(o)s"] if owner is not None else []) \
+    def _foreign(
+        self, conn: psycopg.Connection[Any], owner: str | None, subject_id: str | None = None
+    ) -> list[ForeignModel]:
+        where = (
+            ["model_sha256 <> %(m)s"]
+            + (["owner = %(o)s"] if owner is not None else [])
             + (["subject_id = %(s)s"] if subject_id is not None else [])
+        )
         rows = conn.execute(
             "SELECT model_name, model_version, model_sha256, count(*), count(DISTINCT subject_id) FROM gallery_faces "
             f"WHERE {' AND '.join(where)} GROUP BY 1, 2, 3",
@@ -286,11 +327,18 @@ class PostgresStore:
             rows = conn.execute(
                 "SELECT f.id, f.owner, f.subject_id, s.name, f.model_name, f.model_version, f.model_sha256, f.crop "
                 "FROM gallery_faces f JOIN gallery_subjects s ON s.id = f.subject_id WHERE f.model_sha256 <> %s "
-                "ORDER BY f.seq", (self.model.sha256,),
+                "ORDER BY f.seq",
+                (self.model.sha256,),
             ).fetchall()
         for face_id, owner, subject_id, name, model_name, version, sha, crop in rows:
-            yield StaleFace(face_id, owner, subject_id, name, ModelId(model_name, version, sha),
-                            None if crop is None else bytes(crop))
+            yield StaleFace(
+                face_id,
+                owner,
+                subject_id,
+                name,
+                ModelId(model_name, version, sha),
+                None if crop is None else bytes(crop),
+            )
 
     def replace_embeddings(self, updates: Sequence[tuple[str, NDArray[np.float32]]]) -> None:
         with self._transaction() as conn:
@@ -308,5 +356,13 @@ class PostgresStore:
 def _face(row: Sequence[Any]) -> FaceRecord:
     face_id, subject_id, name, version, sha, box, score, detected, created_at, crop_stored = row
     x, y, w, h = (float(v) for v in box)
-    return FaceRecord(str(face_id), str(subject_id), ModelId(name, version, sha), (x, y, w, h), float(score),
-                      int(detected), float(created_at), bool(crop_stored))
+    return FaceRecord(
+        str(face_id),
+        str(subject_id),
+        ModelId(name, version, sha),
+        (x, y, w, h),
+        float(score),
+        int(detected),
+        float(created_at),
+        bool(crop_stored),
+    )

@@ -12,7 +12,7 @@ from service.schemas import ErrorResponse, FaceOut, ModelRef, error_responses
 _GALLERY_ERRORS = {
     404: "not_found: no such subject or face in this API key's gallery",
     409: "model_mismatch: the gallery holds faces enrolled with another model (the message says which and how to "
-         "re-embed); no_enrolled_faces: the subject has no face to compare with",
+    "re-embed); no_enrolled_faces: the subject has no face to compare with",
     503: "not_ready: the models are not loaded yet; gallery_unavailable: the gallery database cannot be reached",
 }
 
@@ -20,7 +20,9 @@ _GALLERY_ERRORS = {
 def gallery_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """:func:`service.schemas.error_responses` plus the gallery's own statuses and codes."""
     standard = error_responses(*[s for s in statuses if s not in _GALLERY_ERRORS])
-    ours = {s: {"model": ErrorResponse, "description": _GALLERY_ERRORS[s]} for s in statuses if s in _GALLERY_ERRORS}
+    ours: dict[int | str, dict[str, Any]] = {
+        s: {"model": ErrorResponse, "description": _GALLERY_ERRORS[s]} for s in statuses if s in _GALLERY_ERRORS
+    }
     return {**standard, **ours}
 
 
@@ -71,8 +73,15 @@ class StoredFace(BaseModel):
     @classmethod
     def of(cls, face: FaceRecord) -> StoredFace:
         model = ModelRef(name=face.model.name, version=face.model.version, sha256=face.model.sha256)
-        return cls(face_id=face.id, box=list(face.box), score=face.score, faces_detected=face.faces_detected,
-                   model=model, crop_stored=face.crop_stored, created_at=round(face.created_at, 3))
+        return cls(
+            face_id=face.id,
+            box=list(face.box),
+            score=face.score,
+            faces_detected=face.faces_detected,
+            model=model,
+            crop_stored=face.crop_stored,
+            created_at=round(face.created_at, 3),
+        )
 
 
 class FaceList(BaseModel):
@@ -87,8 +96,11 @@ class MatchOut(BaseModel):
 
     @classmethod
     def of(cls, match: Match) -> MatchOut:
-        return cls(subject=SubjectRef(id=match.subject_id, name=match.name), similarity=round(match.similarity, 6),
-                   face_id=match.face_id)
+        return cls(
+            subject=SubjectRef(id=match.subject_id, name=match.name),
+            similarity=round(match.similarity, 6),
+            face_id=match.face_id,
+        )
 
 
 class IdentifyResponse(BaseModel):

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -66,8 +66,9 @@ CREATE TABLE IF NOT EXISTS faces (
 CREATE INDEX IF NOT EXISTS faces_by_subject ON faces (subject_id);
 CREATE INDEX IF NOT EXISTS faces_by_model ON faces (model_sha256, owner);
 """
-_FACE_COLUMNS = "id, subject_id, model_name, model_version, model_sha256, box, score, faces_detected, created_at, " \
-    "crop IS NOT NULL"
+_FACE_COLUMNS = (
+    "id, subject_id, model_name, model_version, model_sha256, box, score, faces_detected, created_at, crop IS NOT NULL"
+)
 
 
 def _path_of(url: str) -> Path:
@@ -128,8 +129,12 @@ class SQLiteStore:
         )
         for face_id, subject_id, owner, blob in rows:
             self.index.add(owner, face_id, subject_id, np.frombuffer(blob, np.float32))
-        owners = [row[0] for row in self._db.execute(
-            "SELECT DISTINCT owner FROM faces WHERE model_sha256 <> ?", (self.model.sha256,))]
+        owners = [
+            row[0]
+            for row in self._db.execute(
+                "SELECT DISTINCT owner FROM faces WHERE model_sha256 <> ?", (self.model.sha256,)
+            )
+        ]
         for owner in owners:
             self._refresh_foreign(owner)
 
@@ -152,8 +157,10 @@ class SQLiteStore:
             "WHERE owner = ? AND model_sha256 <> ? GROUP BY model_name, model_version, model_sha256",
             (owner, self.model.sha256),
         ).fetchall()
-        found = {sha: ForeignModel(ModelId(name, version, sha), faces, subjects)
-                 for name, version, sha, faces, subjects in rows}
+        found = {
+            sha: ForeignModel(ModelId(name, version, sha), faces, subjects)
+            for name, version, sha, faces, subjects in rows
+        }
         if found:
             self._foreign[owner] = found
         else:
@@ -172,8 +179,10 @@ class SQLiteStore:
     def create_subject(self, owner: str, name: str) -> Subject:
         subject = Subject(str(uuid.uuid4()), name, 0, time.time())
         with self._write, self._transaction():
-            self._db.execute("INSERT INTO subjects (id, owner, name, created_at) VALUES (?, ?, ?, ?)",
-                             (subject.id, owner, name, subject.created_at))
+            self._db.execute(
+                "INSERT INTO subjects (id, owner, name, created_at) VALUES (?, ?, ?, ?)",
+                (subject.id, owner, name, subject.created_at),
+            )
         with self._write:
             self._names[subject.id] = name
         return subject
@@ -183,7 +192,8 @@ class SQLiteStore:
             total = self._db.execute("SELECT count(*) FROM subjects WHERE owner = ?", (owner,)).fetchone()[0]
             rows = self._db.execute(
                 "SELECT s.id, s.name, (SELECT count(*) FROM faces f WHERE f.subject_id = s.id), s.created_at "
-                "FROM subjects s WHERE s.owner = ? ORDER BY s.rowid LIMIT ? OFFSET ?", (owner, limit, offset)
+                "FROM subjects s WHERE s.owner = ? ORDER BY s.rowid LIMIT ? OFFSET ?",
+                (owner, limit, offset),
             ).fetchall()
         return [Subject(*row) for row in rows], int(total)
 
@@ -197,8 +207,7 @@ class SQLiteStore:
         with self._write:
             with self._transaction():
                 self._owned(owner, subject_id)
-                faces = [row[0] for row in self._db.execute("SELECT id FROM faces WHERE subject_id = ?",
-                                                            (subject_id,))]
+                faces = [row[0] for row in self._db.execute("SELECT id FROM faces WHERE subject_id = ?", (subject_id,))]
                 self._db.execute("DELETE FROM subjects WHERE id = ?", (subject_id,))  # cascades to faces
             self.index.remove(owner, faces)
             self._names.pop(subject_id, None)
@@ -208,8 +217,16 @@ class SQLiteStore:
     # --- faces --------------------------------------------------------------------------------------------
 
     def add_face(self, owner: str, subject_id: str, face: NewFace) -> FaceRecord:
-        record = FaceRecord(str(uuid.uuid4()), subject_id, self.model, face.box, face.score, face.faces_detected,
-                            time.time(), face.crop is not None)
+        record = FaceRecord(
+            str(uuid.uuid4()),
+            subject_id,
+            self.model,
+            face.box,
+            face.score,
+            face.faces_detected,
+            time.time(),
+            face.crop is not None,
+        )
         embedding = np.ascontiguousarray(face.embedding, dtype=np.float32)
         with self._write:
             with self._transaction():
@@ -217,9 +234,20 @@ class SQLiteStore:
                 self._db.execute(
                     "INSERT INTO faces (id, subject_id, model_name, model_version, model_sha256, box, score, "
                     "faces_detected, created_at, owner, embedding, crop) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (record.id, subject_id, self.model.name, self.model.version, self.model.sha256,
-                     json.dumps(list(face.box)), face.score, face.faces_detected, record.created_at, owner,
-                     embedding.tobytes(), face.crop),
+                    (
+                        record.id,
+                        subject_id,
+                        self.model.name,
+                        self.model.version,
+                        self.model.sha256,
+                        json.dumps(list(face.box)),
+                        face.score,
+                        face.faces_detected,
+                        record.created_at,
+                        owner,
+                        embedding.tobytes(),
+                        face.crop,
+                    ),
                 )
             self.index.add(owner, record.id, subject_id, embedding)
         return record
@@ -227,8 +255,9 @@ class SQLiteStore:
     def list_faces(self, owner: str, subject_id: str) -> list[FaceRecord]:
         with self._write:
             self._owned(owner, subject_id)
-            rows = self._db.execute(f"SELECT {_FACE_COLUMNS} FROM faces WHERE subject_id = ? ORDER BY rowid",
-                                    (subject_id,)).fetchall()
+            rows = self._db.execute(
+                f"SELECT {_FACE_COLUMNS} FROM faces WHERE subject_id = ? ORDER BY rowid", (subject_id,)
+            ).fetchall()
         return [_face(row) for row in rows]
 
     def delete_face(self, owner: str, subject_id: str, face_id: str) -> None:
@@ -255,8 +284,9 @@ class SQLiteStore:
     def compare(self, owner: str, subject_id: str, query: NDArray[np.float32]) -> tuple[Match, int]:
         with self._write:
             name, _ = self._owned(owner, subject_id)
-            faces = self._db.execute("SELECT id, model_name, model_version, model_sha256 FROM faces "
-                                     "WHERE subject_id = ?", (subject_id,)).fetchall()
+            faces = self._db.execute(
+                "SELECT id, model_name, model_version, model_sha256 FROM faces WHERE subject_id = ?", (subject_id,)
+            ).fetchall()
         foreign = [ModelId(n, v, s) for _, n, v, s in faces if s != self.model.sha256]
         if foreign:
             counts = {m: foreign.count(m) for m in foreign}
@@ -276,8 +306,10 @@ class SQLiteStore:
             for per_owner in self._foreign.values():
                 for sha, foreign in per_owner.items():
                     merged.setdefault(sha, []).append(foreign)
-        return [ForeignModel(group[0].model, sum(f.faces for f in group), sum(f.subjects for f in group))
-                for group in merged.values()]
+        return [
+            ForeignModel(group[0].model, sum(f.faces for f in group), sum(f.subjects for f in group))
+            for group in merged.values()
+        ]
 
     def stale_faces(self) -> Iterator[StaleFace]:
         with self._write:
@@ -297,11 +329,17 @@ class SQLiteStore:
                     self._db.execute(
                         "UPDATE faces SET model_name = ?, model_version = ?, model_sha256 = ?, embedding = ? "
                         "WHERE id = ?",
-                        (self.model.name, self.model.version, self.model.sha256,
-                         np.ascontiguousarray(embedding, dtype=np.float32).tobytes(), face_id),
+                        (
+                            self.model.name,
+                            self.model.version,
+                            self.model.sha256,
+                            np.ascontiguousarray(embedding, dtype=np.float32).tobytes(),
+                            face_id,
+                        ),
                     )
-                    owner, subject = self._db.execute("SELECT owner, subject_id FROM faces WHERE id = ?",
-                                                      (face_id,)).fetchone()
+                    owner, subject = self._db.execute(
+                        "SELECT owner, subject_id FROM faces WHERE id = ?", (face_id,)
+                    ).fetchone()
                     owners[face_id] = (owner, subject, embedding)
             for face_id, (owner, subject, embedding) in owners.items():
                 self.index.add(owner, face_id, subject, embedding)
@@ -314,9 +352,16 @@ class SQLiteStore:
             self._lock_file.close()
 
 
-def _face(row: Sequence[object]) -> FaceRecord:
+def _face(row: Sequence[Any]) -> FaceRecord:
     face_id, subject_id, name, version, sha, box, score, detected, created_at, crop_stored = row
     x, y, w, h = json.loads(str(box))
-    return FaceRecord(str(face_id), str(subject_id), ModelId(str(name), str(version), str(sha)),
-                      (float(x), float(y), float(w), float(h)), float(score),  # type: ignore[arg-type]
-                      int(detected), float(created_at), bool(crop_stored))  # type: ignore[call-overload, arg-type]
+    return FaceRecord(
+        str(face_id),
+        str(subject_id),
+        ModelId(str(name), str(version), str(sha)),
+        (float(x), float(y), float(w), float(h)),
+        float(score),
+        int(detected),
+        float(created_at),
+        bool(crop_stored),
+    )

@@ -45,14 +45,24 @@ OwnerDep = Annotated[str, Depends(get_owner)]
 _ERRORS = (401, 404, 503, 500)
 
 
-@router.post("/subjects", status_code=201, response_model=SubjectOut, dependencies=[Depends(require_json)],
-             responses=gallery_responses(401, 413, 415, 422, 503, 500), summary="Create a subject (a person)")
+@router.post(
+    "/subjects",
+    status_code=201,
+    response_model=SubjectOut,
+    dependencies=[Depends(require_json)],
+    responses=gallery_responses(401, 413, 415, 422, 503, 500),
+    summary="Create a subject (a person)",
+)
 def create_subject(gallery: GalleryDep, owner: OwnerDep, body: SubjectCreate) -> SubjectOut:
     return SubjectOut.of(gallery.create_subject(owner, body.name))
 
 
-@router.get("/subjects", response_model=SubjectPage, responses=gallery_responses(401, 422, 503, 500),
-            summary="List the subjects of this gallery, a page at a time, with the total")
+@router.get(
+    "/subjects",
+    response_model=SubjectPage,
+    responses=gallery_responses(401, 422, 503, 500),
+    summary="List the subjects of this gallery, a page at a time, with the total",
+)
 def list_subjects(
     gallery: GalleryDep,
     owner: OwnerDep,
@@ -63,14 +73,20 @@ def list_subjects(
     return SubjectPage(subjects=[SubjectOut.of(s) for s in subjects], total=total, limit=limit, offset=offset)
 
 
-@router.get("/subjects/{subject_id}", response_model=SubjectOut, responses=gallery_responses(*_ERRORS),
-            summary="One subject")
+@router.get(
+    "/subjects/{subject_id}", response_model=SubjectOut, responses=gallery_responses(*_ERRORS), summary="One subject"
+)
 def get_subject(gallery: GalleryDep, owner: OwnerDep, subject_id: str) -> SubjectOut:
     return SubjectOut.of(gallery.get_subject(owner, subject_id))
 
 
-@router.delete("/subjects/{subject_id}", status_code=204, response_class=Response,
-               responses=gallery_responses(*_ERRORS), summary="Delete a subject and all its faces")
+@router.delete(
+    "/subjects/{subject_id}",
+    status_code=204,
+    response_class=Response,
+    responses=gallery_responses(*_ERRORS),
+    summary="Delete a subject and all its faces",
+)
 def delete_subject(gallery: GalleryDep, owner: OwnerDep, subject_id: str) -> Response:
     gallery.delete_subject(owner, subject_id)
     return Response(status_code=204)
@@ -98,29 +114,41 @@ def add_face(
     (result,) = engine.analyse([upload], require_single_face=require_single_face)
     crop = _crop(engine, upload, result.face) if settings.gallery_keep_crops else None
     x, y, w, h = (float(v) for v in result.face.box)
-    record = gallery.add_face(owner, subject_id, NewFace(result.embedding, (x, y, w, h), float(result.face.score),
-                                                         result.faces_detected, crop))
+    record = gallery.add_face(
+        owner,
+        subject_id,
+        NewFace(result.embedding, (x, y, w, h), float(result.face.score), result.faces_detected, crop),
+    )
     face = FaceOut.of(result.face, result.faces_detected)
-    return EnrolledFace(face_id=record.id, subject_id=subject_id, model=ModelRef.of(engine.card),
-                        **face.model_dump())
+    return EnrolledFace(face_id=record.id, subject_id=subject_id, model=ModelRef.of(engine.card), **face.model_dump())
 
 
 def _crop(engine: Engine, upload: Upload, face: Face) -> bytes:
     """The canonical crop, from the photo decoded again (the engine drops each photo once it is embedded)."""
-    decoded = decode(upload.data, max_bytes=engine.max_upload_bytes, max_pixels=engine.max_pixels,
-                     declared_type=upload.content_type)
+    decoded = decode(
+        upload.data, max_bytes=engine.max_upload_bytes, max_pixels=engine.max_pixels, declared_type=upload.content_type
+    )
     return canonical_crop(decoded.image, face)
 
 
-@router.get("/subjects/{subject_id}/faces", response_model=FaceList, responses=gallery_responses(*_ERRORS),
-            summary="The faces enrolled for a subject (no embeddings, no photos)")
+@router.get(
+    "/subjects/{subject_id}/faces",
+    response_model=FaceList,
+    responses=gallery_responses(*_ERRORS),
+    summary="The faces enrolled for a subject (no embeddings, no photos)",
+)
 def list_faces(gallery: GalleryDep, owner: OwnerDep, subject_id: str) -> FaceList:
     faces = gallery.list_faces(owner, subject_id)
     return FaceList(subject_id=subject_id, faces=[StoredFace.of(f) for f in faces])
 
 
-@router.delete("/subjects/{subject_id}/faces/{face_id}", status_code=204, response_class=Response,
-               responses=gallery_responses(*_ERRORS), summary="Delete one enrolled face")
+@router.delete(
+    "/subjects/{subject_id}/faces/{face_id}",
+    status_code=204,
+    response_class=Response,
+    responses=gallery_responses(*_ERRORS),
+    summary="Delete one enrolled face",
+)
 def delete_face(gallery: GalleryDep, owner: OwnerDep, subject_id: str, face_id: str) -> Response:
     gallery.delete_face(owner, subject_id, face_id)
     return Response(status_code=204)

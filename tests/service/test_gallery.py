@@ -28,8 +28,10 @@ STRANGER = "Hugo_Chavez_0002.jpg"  # never enrolled
 
 
 @pytest.fixture
-def gallery(make_client: Callable[..., AbstractContextManager[TestClient]], gallery_url: str  # noqa: F811
-            ) -> Iterator[TestClient]:
+def gallery(
+    make_client: Callable[..., AbstractContextManager[TestClient]],
+    gallery_url: str,  # noqa: F811
+) -> Iterator[TestClient]:
     with make_client(gallery_url=gallery_url) as client:
         yield client
 
@@ -163,7 +165,8 @@ def test_unknown_ids_are_not_found(gallery: TestClient) -> None:
 
 
 def test_each_api_key_sees_only_its_own_gallery(
-    make_client: Callable[..., AbstractContextManager[TestClient]], gallery_url: str  # noqa: F811
+    make_client: Callable[..., AbstractContextManager[TestClient]],
+    gallery_url: str,  # noqa: F811
 ) -> None:
     first, second = {"X-API-Key": "key-one"}, {"X-API-Key": "key-two"}
     with make_client(gallery_url=gallery_url, api_keys="key-one,key-two") as client:
@@ -175,10 +178,16 @@ def test_each_api_key_sees_only_its_own_gallery(
         assert identify(client, PEOPLE[0][2], headers=second)["matches"] == []
         error_of(client.get(f"/subjects/{colin}", headers=second), 404, "not_found")
         error_of(client.get(f"/subjects/{colin}/faces", headers=second), 404, "not_found")
-        error_of(client.post(f"/subjects/{colin}/faces", files={"image": part(PEOPLE[1][1])}, headers=second),
-                 404, "not_found")
-        error_of(client.post(f"/subjects/{colin}/verify", files={"image": part(PEOPLE[0][2])}, headers=second),
-                 404, "not_found")
+        error_of(
+            client.post(f"/subjects/{colin}/faces", files={"image": part(PEOPLE[1][1])}, headers=second),
+            404,
+            "not_found",
+        )
+        error_of(
+            client.post(f"/subjects/{colin}/verify", files={"image": part(PEOPLE[0][2])}, headers=second),
+            404,
+            "not_found",
+        )
         error_of(client.delete(f"/subjects/{colin}", headers=second), 404, "not_found")
         laura = create(client, "Laura Bush", headers=second)
         assert [s["id"] for s in client.get("/subjects", headers=first).json()["subjects"]] == [colin]
@@ -210,8 +219,9 @@ def test_bad_photos_get_the_same_errors_as_verify(gallery: TestClient, route: st
         assert error_of(ours, status, code)["field"] == "image"
         error_of(theirs, status, code)
     error_of(gallery.post(path, files={"other": part(PEOPLE[0][1])}), 422, "invalid_request")
-    error_of(gallery.post(path, content=b"{}", headers={"Content-Type": "application/json"}), 415,
-             "unsupported_media_type")
+    error_of(
+        gallery.post(path, content=b"{}", headers={"Content-Type": "application/json"}), 415, "unsupported_media_type"
+    )
     if route != ROUTES[0]:  # the searches take a threshold
         bad = gallery.post(path, files={"image": part(PEOPLE[0][1])}, data={"threshold": "2"})
         assert error_of(bad, 422, "invalid_request")["field"] == "threshold"
@@ -221,8 +231,12 @@ def test_bad_photos_get_the_same_errors_as_verify(gallery: TestClient, route: st
 def test_bad_subject_bodies(gallery: TestClient) -> None:
     for body in ({}, {"name": ""}, {"name": 5}, {"name": "x", "extra": 1}, {"name": "x" * 257}):
         error_of(gallery.post("/subjects", json=body), 422, "invalid_request")
-    error_of(gallery.post("/subjects", content=b"{oops", headers={"Content-Type": "application/json"}), 422,
-             "invalid_request")
+    error_of(
+        gallery.post("/subjects", content=b"{oops", headers={"Content-Type": "application/json"}),
+        422,
+        "invalid_request",
+    )
     error_of(gallery.post("/subjects", data={"name": "x"}), 415, "unsupported_media_type")
-    error_of(gallery.post("/identify", files={"image": part(PEOPLE[0][1])}, data={"top_k": "0"}), 422,
-             "invalid_request")
+    error_of(
+        gallery.post("/identify", files={"image": part(PEOPLE[0][1])}, data={"top_k": "0"}), 422, "invalid_request"
+    )

@@ -31,12 +31,20 @@ OTHER_MODEL = "mobileid-ensemble-fast"  # committed, same embedding size, anothe
 def reembed(manifest: Path, gallery: str, *extra: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FACE_")}
     env.update(FACE_MANIFEST=str(manifest), FACE_MODEL=OTHER_MODEL, FACE_GALLERY_URL=gallery)
-    return subprocess.run([sys.executable, "-m", "service.gallery", "reembed", *extra], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "service.gallery", "reembed", *extra],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_other_model_answers_mismatch_until_reembedded(
-    make_client: Callable[..., AbstractContextManager[TestClient]], manifest_path: Path, gallery_url: str  # noqa: F811
+    make_client: Callable[..., AbstractContextManager[TestClient]],
+    manifest_path: Path,
+    gallery_url: str,  # noqa: F811
 ) -> None:
     with make_client(gallery_url=gallery_url, gallery_keep_crops=True) as served:
         served_model = served.get("/info").json()["name"]
@@ -49,8 +57,9 @@ def test_other_model_answers_mismatch_until_reembedded(
         assert [f["crop_stored"] for f in served.get(f"/subjects/{laura}/faces").json()["faces"]] == [False]
 
     with make_client(gallery_url=gallery_url, model=OTHER_MODEL) as other:
-        mismatch = error_of(other.post("/identify", files={"image": part("Colin_Powell_0071.jpg")}), 409,
-                            "model_mismatch")
+        mismatch = error_of(
+            other.post("/identify", files={"image": part("Colin_Powell_0071.jpg")}), 409, "model_mismatch"
+        )
         assert served_model in mismatch["message"] and OTHER_MODEL in mismatch["message"]
         assert "2 face(s) of 2 subject(s)" in mismatch["message"] and "reembed" in mismatch["message"]
         verify = other.post(f"/subjects/{colin}/verify", files={"image": part("Colin_Powell_0071.jpg")})
@@ -118,9 +127,12 @@ def test_every_gallery_route_is_documented_with_its_errors(client: TestClient) -
         assert statuses <= set(responses), (path, method, set(responses))
         for status, response in responses.items():
             if status.startswith(("4", "5")):
-                assert response["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/"
-                                                                              "ErrorResponse"}, (path, status)
+                assert response["content"]["application/json"]["schema"] == {
+                    "$ref": "#/components/schemas/ErrorResponse"
+                }, (path, status)
     identify_fields = {p["name"] for p in paths["/identify"]["post"]["parameters"]}
     assert {"top_k", "threshold", "require_single_face"} <= identify_fields
-    assert "201" in paths["/subjects"]["post"]["responses"] and "204" in paths["/subjects/{subject_id}"]["delete"][
-        "responses"]
+    assert (
+        "201" in paths["/subjects"]["post"]["responses"]
+        and "204" in paths["/subjects/{subject_id}"]["delete"]["responses"]
+    )

@@ -32,6 +32,9 @@ Face verification: YuNet face detection, 5-point alignment and an embedding mode
 * `POST /verify`: two photos (multipart `image1`, `image2`) -> same person or not, with the similarity.
 * `POST /embed`: one or more photos (`image` parts) -> an L2-normalised embedding of each photo's main face.
 * `POST /verify/embeddings`: compare two stored embeddings (JSON).
+* Identification (1:N) over this API key's gallery: `POST /subjects` (a person), `POST /subjects/{id}/faces`
+  (enrol a photo's main face), `POST /identify` (who is this?), `POST /subjects/{id}/verify` (is this them?);
+  `GET /subjects` (paged), `GET`/`DELETE /subjects/{id}`, `GET /subjects/{id}/faces`, `DELETE .../faces/{face_id}`.
 
 Photos: JPEG, PNG, WebP or BMP, recognised from their bytes; EXIF orientation is applied. The main face is the
 largest, penalised by its distance from the image centre; `require_single_face=true` (form field or query

@@ -10,7 +10,8 @@ Commands::
 crop kept at enrolment (only when FACE_GALLERY_KEEP_CROPS was on: no photo is kept otherwise). Faces without
 a crop cannot be re-embedded: it lists their subjects (to re-enrol: delete those faces and enrol new photos)
 and exits with status 1. The embedded (SQLite) gallery must not be open by a running service meanwhile; a
-PostgreSQL gallery may stay in use (each subject's faces switch model in one transaction).
+PostgreSQL gallery may stay in use (faces switch model in batches of 64, one transaction each; searches
+answer model_mismatch until the last batch).
 """
 
 from __future__ import annotations
@@ -47,30 +48,34 @@ def status(store: GalleryStore) -> int:
 
 
 def reembed(store: GalleryStore, engine: Engine, dry_run: bool) -> int:
-    stale = list(store.stale_faces())
-    with_crop = [face for face in stale if face.crop is not None]
-    without = [face for face in stale if face.crop is None]
-    print(f"{len(stale)} face(s) of other models: {len(with_crop)} with a stored crop, {len(without)} without")
+    """Re-embed, a batch at a time, every face of another model that has a crop; list the subjects of the rest."""
+    done, batch = 0, []
+    without: dict[tuple[str, str, str], int] = defaultdict(int)
+    for face in store.stale_faces():
+        if face.crop is None:
+            without[(face.owner, face.subject_id, face.subject_name)] += 1
+            continue
+        batch.append(face)
+        if len(batch) == _BATCH:
+            done += _replace(store, engine, batch, dry_run)
+            batch = []
+    done += _replace(store, engine, batch, dry_run)
+    missing = sum(without.values())
+    print(f"{done + missing} face(s) of other models: {done} with a stored crop, {missing} without")
     if not dry_run:
-        by_subject: dict[str, list[StaleFace]] = defaultdict(list)
-        for face in with_crop:
-            by_subject[face.subject_id].append(face)
-        done = 0
-        for faces in by_subject.values():
-            for start in range(0, len(faces), _BATCH):
-                batch = faces[start : start + _BATCH]
-                store.replace_embeddings(list(zip([f.id for f in batch], _embed(engine, batch), strict=True)))
-                done += len(batch)
         print(f"re-embedded {done} face(s) with {store.model.describe()}")
     if without:
         print("these subjects have faces that cannot be re-embedded (no crop was kept): re-enrol them")
-        subjects: dict[tuple[str, str, str], int] = defaultdict(int)
-        for face in without:
-            subjects[(face.owner, face.subject_id, face.subject_name)] += 1
-        for (owner, subject_id, name), count in sorted(subjects.items()):
+        for (owner, subject_id, name), count in sorted(without.items()):
             print(f"  subject {subject_id} {name!r} (gallery {owner[:8] or 'shared'}): {count} face(s)")
         return 1
     return 0
+
+
+def _replace(store: GalleryStore, engine: Engine, faces: list[StaleFace], dry_run: bool) -> int:
+    if faces and not dry_run:
+        store.replace_embeddings(list(zip([f.id for f in faces], _embed(engine, faces), strict=True)))
+    return len(faces)
 
 
 def _embed(engine: Engine, faces: Sequence[StaleFace]) -> NDArray[np.float32]:

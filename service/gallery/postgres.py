@@ -98,6 +98,7 @@ _FACE_COLUMNS = (
     "id, subject_id, model_name, model_version, model_sha256, box, score, faces_detected, created_at, crop IS NOT NULL"
 )
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_PAGE = 256
 
 
 def vector_text(vector: NDArray[np.float32]) -> str:
@@ -323,22 +324,22 @@ class PostgresStore:
             return self._foreign(conn, owner)
 
     def stale_faces(self) -> Iterator[StaleFace]:
-        with self._transaction() as conn:
-            rows = conn.execute(
-                "SELECT f.id, f.owner, f.subject_id, s.name, f.model_name, f.model_version, f.model_sha256, f.crop "
-                "FROM gallery_faces f JOIN gallery_subjects s ON s.id = f.subject_id WHERE f.model_sha256 <> %s "
-                "ORDER BY f.seq",
-                (self.model.sha256,),
-            ).fetchall()
-        for face_id, owner, subject_id, name, model_name, version, sha, crop in rows:
-            yield StaleFace(
-                face_id,
-                owner,
-                subject_id,
-                name,
-                ModelId(model_name, version, sha),
-                None if crop is None else bytes(crop),
-            )
+        # A page at a time (crops are large); no transaction is held open while the caller works.
+        after = 0
+        while True:
+            with self._transaction() as conn:
+                rows = conn.execute(
+                    "SELECT f.seq, f.id, f.owner, f.subject_id, s.name, f.model_name, f.model_version, f.model_sha256, "
+                    "f.crop FROM gallery_faces f JOIN gallery_subjects s ON s.id = f.subject_id "
+                    "WHERE f.model_sha256 <> %s AND f.seq > %s ORDER BY f.seq LIMIT %s",
+                    (self.model.sha256, after, _PAGE),
+                ).fetchall()
+            if not rows:
+                return
+            after = rows[-1][0]
+            for _, face_id, owner, subject_id, name, model_name, version, sha, crop in rows:
+                model = ModelId(model_name, version, sha)
+                yield StaleFace(face_id, owner, subject_id, name, model, None if crop is None else bytes(crop))
 
     def replace_embeddings(self, updates: Sequence[tuple[str, NDArray[np.float32]]]) -> None:
         with self._transaction() as conn:

@@ -41,6 +41,7 @@ from service.gallery.store import (
 )
 
 SCHEMA_VERSION = 1
+_PAGE = 256
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS subjects (
     id TEXT PRIMARY KEY,
@@ -178,12 +179,12 @@ class SQLiteStore:
 
     def create_subject(self, owner: str, name: str) -> Subject:
         subject = Subject(str(uuid.uuid4()), name, 0, time.time())
-        with self._write, self._transaction():
-            self._db.execute(
-                "INSERT INTO subjects (id, owner, name, created_at) VALUES (?, ?, ?, ?)",
-                (subject.id, owner, name, subject.created_at),
-            )
         with self._write:
+            with self._transaction():
+                self._db.execute(
+                    "INSERT INTO subjects (id, owner, name, created_at) VALUES (?, ?, ?, ?)",
+                    (subject.id, owner, name, subject.created_at),
+                )
             self._names[subject.id] = name
         return subject
 
@@ -312,14 +313,21 @@ class SQLiteStore:
         ]
 
     def stale_faces(self) -> Iterator[StaleFace]:
-        with self._write:
-            rows = self._db.execute(
-                "SELECT f.id, f.owner, f.subject_id, s.name, f.model_name, f.model_version, f.model_sha256, f.crop "
-                "FROM faces f JOIN subjects s ON s.id = f.subject_id WHERE f.model_sha256 <> ? ORDER BY f.rowid",
-                (self.model.sha256,),
-            ).fetchall()
-        for face_id, owner, subject_id, name, model_name, version, sha, crop in rows:
-            yield StaleFace(face_id, owner, subject_id, name, ModelId(model_name, version, sha), crop)
+        # A page at a time (crops are large), the lock released between pages; rowids do not change on update.
+        after = 0
+        while True:
+            with self._write:
+                rows = self._db.execute(
+                    "SELECT f.rowid, f.id, f.owner, f.subject_id, s.name, f.model_name, f.model_version, "
+                    "f.model_sha256, f.crop FROM faces f JOIN subjects s ON s.id = f.subject_id "
+                    "WHERE f.model_sha256 <> ? AND f.rowid > ? ORDER BY f.rowid LIMIT ?",
+                    (self.model.sha256, after, _PAGE),
+                ).fetchall()
+            if not rows:
+                return
+            after = rows[-1][0]
+            for _, face_id, owner, subject_id, name, model_name, version, sha, crop in rows:
+                yield StaleFace(face_id, owner, subject_id, name, ModelId(model_name, version, sha), crop)
 
     def replace_embeddings(self, updates: Sequence[tuple[str, NDArray[np.float32]]]) -> None:
         with self._write:

@@ -100,7 +100,6 @@ def test_embedded_gallery_is_held_by_one_process(make_settings: Callable[..., Se
 
 
 def test_unreachable_postgres_stops_start_up(make_settings: Callable[..., Settings], tmp_path: Path) -> None:
-    pytest.importorskip("psycopg")
     settings = make_settings(gallery_url=f"postgresql://nobody@/none?host={tmp_path}&connect_timeout=2")
     engine = Engine.load(settings)
     with pytest.raises(StoreUnavailable, match="cannot open the PostgreSQL gallery"):

@@ -83,15 +83,24 @@ class SQLiteStore:
     def __init__(self, url: str, model: ModelId, dim: int) -> None:
         self.model = model
         self.path = _path_of(url)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_file = self._exclusive_lock(self.path)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         self._write = threading.Lock()
         self.index = ExactIndex(dim)
         self._names: dict[str, str] = {}
         self._foreign: dict[str, dict[str, ForeignModel]] = {}
-        self._open_schema()
-        self._load()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock_file = self._exclusive_lock(self.path)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot open the gallery file {self.path}: {exc}") from exc
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            self._open_schema()
+            self._load()
+        except (sqlite3.Error, StoreUnavailable) as exc:
+            self._lock_file.close()
+            if isinstance(exc, StoreUnavailable):
+                raise
+            raise StoreUnavailable(f"cannot open the gallery file {self.path}: {exc}") from exc
 
     @staticmethod
     def _exclusive_lock(path: Path) -> IO[str]:

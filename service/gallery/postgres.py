@@ -109,7 +109,16 @@ def vector_text(vector: NDArray[np.float32]) -> str:
 class PostgresStore:
     """See the module docstring; implements :class:`service.gallery.store.GalleryStore`."""
 
-    def __init__(self, url: str, model: ModelId, dim: int, *, ef_search: int = 100, pool_size: int = 8) -> None:
+    def __init__(
+        self,
+        url: str,
+        model: ModelId,
+        dim: int,
+        *,
+        ef_search: int = 100,
+        pool_size: int = 8,
+        open_timeout: float = 30.0,
+    ) -> None:
         if not _SHA256.match(model.sha256):
             raise ValueError(f"model sha256 {model.sha256!r} is not 64 hex digits")
         self.model, self.dim = model, dim
@@ -124,7 +133,7 @@ class PostgresStore:
             name="gallery",
         )
         try:
-            self._pool.open(wait=True, timeout=30)
+            self._pool.open(wait=True, timeout=open_timeout)
             self._create_schema()
         except (psycopg.Error, TimeoutError) as exc:
             self._pool.close()

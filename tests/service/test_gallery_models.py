@@ -22,7 +22,7 @@ from test_gallery import create, enrol, identify
 
 from service.config import Settings
 from service.engine import Engine
-from service.gallery import open_store
+from service.gallery import model_id, open_store
 from service.gallery.store import StoreUnavailable
 
 OTHER_MODEL = "mobileid-ensemble-fast"  # committed, same embedding size, another sha256
@@ -100,10 +100,12 @@ def test_embedded_gallery_is_held_by_one_process(make_settings: Callable[..., Se
 
 
 def test_unreachable_postgres_stops_start_up(make_settings: Callable[..., Settings], tmp_path: Path) -> None:
-    settings = make_settings(gallery_url=f"postgresql://nobody@/none?host={tmp_path}&connect_timeout=2")
-    engine = Engine.load(settings)
+    from service.gallery.postgres import PostgresStore
+
+    card = Engine.load(make_settings()).card
+    url = f"postgresql://nobody@/none?host={tmp_path}&connect_timeout=1"
     with pytest.raises(StoreUnavailable, match="cannot open the PostgreSQL gallery"):
-        open_store(settings, engine.card)
+        PostgresStore(url, model_id(card), card.dim, open_timeout=2)
 
 
 GALLERY_ROUTES = {

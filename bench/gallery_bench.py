@@ -100,6 +100,7 @@ def speed(
             opened = time.perf_counter() - started
             try:
                 timed = gallery_speed.time_searches(store, probes, seconds)
+                timed["qps_2_clients"] = gallery_speed.throughput(store, probes, 2, seconds / 4)
             finally:
                 store.close()
             exact = gallery_speed.exact_top(gallery, probes[: timed["queries"]], gallery_speed.TOP_K)

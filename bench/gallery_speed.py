@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -128,3 +129,22 @@ def recall(answers: Sequence[Sequence[str]], exact: NDArray[np.int64], k: int) -
         len({f"distractor {r}" for r in row[:k]} & set(answer[:k])) for row, answer in zip(exact, answers, strict=True)
     ]
     return float(sum(found) / (k * len(found)))
+
+
+def throughput(store: GalleryStore, probes: NDArray[np.float32], clients: int, seconds: float) -> float:
+    """Searches per second with ``clients`` threads searching at once, each for ``seconds``."""
+    counts = [0] * clients
+
+    def client(index: int) -> None:
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            store.search("", probes[(index * 7919 + counts[index]) % len(probes)], TOP_K)
+            counts[index] += 1
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=seconds + 60)
+    return sum(counts) / (time.perf_counter() - started)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 
 from service.gallery.exact import ExactIndex
@@ -40,3 +43,39 @@ def test_exact_search_matches_brute_force_through_adds_and_removes() -> None:
             assert np.allclose([sim for _, _, sim in found], [sim for _, sim in expected], atol=1e-5)
             assert all(rows[face][0] == subject for subject, face, _ in found)  # the face is the subject's
     assert index.search("nobody", l2_normalise(rng.normal(size=dim)), 5) == []
+
+
+def test_searches_during_writes_answer_consistently() -> None:
+    """Searches run outside the lock on a snapshot: an answer must never mix a face id with another row's score."""
+    rng = np.random.default_rng(1)
+    dim, index = 32, ExactIndex(32)
+    size, writes = 40_000, 4000
+    vectors = l2_normalise(rng.normal(size=(size + writes, dim)))
+    embeddings = {f"f{i}": vectors[i] for i in range(size + writes)}
+    for i in range(size):
+        index.add("owner", f"f{i}", f"s{i % 500}", embeddings[f"f{i}"])
+    stop, problems, searches = threading.Event(), [], []
+
+    def writer() -> None:
+        for i in range(size, size + writes):  # add one, remove a random old one: rows move under the searches
+            index.add("owner", f"f{i}", f"s{i % 500}", embeddings[f"f{i}"])
+            index.remove("owner", [f"f{i - size}"])
+            time.sleep(0.0002)
+        stop.set()
+
+    def searcher(seed: int) -> None:
+        local = np.random.default_rng(seed)
+        while not stop.is_set():
+            query = l2_normalise(local.normal(size=dim))
+            searches.append(1)
+            for subject, face, similarity in index.search("owner", query, 10):
+                if f"s{int(face[1:]) % 500}" != subject or abs(float(embeddings[face] @ query) - similarity) > 1e-4:
+                    problems.append((subject, face, similarity))
+
+    threads = [threading.Thread(target=writer)] + [threading.Thread(target=searcher, args=(s,)) for s in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not problems, problems[:3]
+    assert index.size("owner") == size and len(searches) > 100

@@ -13,7 +13,8 @@ WORKDIR /app
 # Dependencies first, from pyproject.toml's runtime list only (no [training] or [dev] extras): this layer is
 # rebuilt when the dependencies change, not on every code or model change.
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+# The [postgres] extra too: the same image serves the embedded gallery and a shared PostgreSQL one.
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['postgres']))" \
         > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
@@ -30,11 +31,15 @@ ENV LD_PRELOAD=/usr/local/lib/libjemalloc.so.2
 COPY service/ service/
 COPY models/ models/
 
-RUN useradd --system --user-group --uid 10001 --no-create-home --shell /usr/sbin/nologin face
+RUN useradd --system --user-group --uid 10001 --no-create-home --shell /usr/sbin/nologin face \
+    && mkdir /data && chown face:face /data
 USER face
+# The embedded gallery's file (mount a volume here: the container's root is read-only in docker-compose.yml).
+VOLUME /data
 
 ENV FACE_HOST=0.0.0.0 \
-    FACE_PORT=8000
+    FACE_PORT=8000 \
+    FACE_GALLERY_URL=sqlite:////data/gallery.db
 EXPOSE 8000
 
 # Liveness with the interpreter the image already has (slim images have no curl).

@@ -9,6 +9,7 @@ Usage::
     python -m bench --skip-photos      # all but the real-photo level
     python -m bench --repeats 60       # more interleaved timing rounds (still capped by --budget seconds)
     python -m bench --student runs/<run>/student.onnx   # also time extra student ONNX files (repeatable)
+    python -m bench --identification   # the gallery level only (bench/gallery_bench.py): 1:N accuracy, search speed
 
 What it measures:
   1. Model level, in ONNX Runtime in this process, 1 and 2 threads: T1 SFace, T2 dlib ResNet-29, their
@@ -58,6 +59,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--models-only", action="store_true", help="model level only")
     mode.add_argument("--skip-service", action="store_true", help="no HTTP load test")
+    mode.add_argument("--identification", action="store_true", help="the gallery level only (1:N identification)")
+    parser.add_argument("--celeba-identities", type=int, default=None,
+                        help="identification: score CelebA-test on this many identities only (default: all 998)")
     parser.add_argument("--quick", action="store_true", help="small counts for a smoke check")
     parser.add_argument("--repeats", type=int, help="timing rounds (default 40, quick 2)")
     parser.add_argument("--budget", type=float, help="seconds of model timing at most (default 150, quick 20)")
@@ -114,6 +118,10 @@ def _photo_plan(quick: bool) -> photos.PhotoPlan:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.identification:
+        from bench.gallery_main import main as identification_main
+
+        return identification_main(args, argv)
     started, machine = time.perf_counter(), describe()
     pairs = load_pairs(args.lfw, 12 if args.quick else 100)
     log.info("%d LFW pairs in memory; machine %s, load average %.2f", len(pairs), machine["slug"],

@@ -104,11 +104,17 @@ def _wait_ready(server: Server, timeout: float) -> None:
 
 
 @contextmanager
-def running(manifest: Path, model: str | None, plan: LoadPlan, log_path: Path) -> Iterator[Server]:
-    """``python -m service`` on a free port of 127.0.0.1, ready (``/readyz`` 200) on entry, stopped on exit."""
+def running(manifest: Path, model: str | None, plan: LoadPlan, log_path: Path,
+            settings: dict[str, str] | None = None) -> Iterator[Server]:
+    """``python -m service`` on a free port of 127.0.0.1, ready (``/readyz`` 200) on entry, stopped on exit.
+
+    ``settings``: more ``FACE_*`` variables; the gallery is a file beside the log unless they name one.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("FACE_")}  # no operator settings leak in
     env.update(FACE_HOST="127.0.0.1", FACE_PORT=str(_free_port()), FACE_MANIFEST=str(manifest),
-               FACE_THREADS=str(plan.threads), FACE_LOG_LEVEL="WARNING")
+               FACE_THREADS=str(plan.threads), FACE_LOG_LEVEL="WARNING",
+               FACE_GALLERY_URL=f"sqlite:///{log_path.with_suffix('.gallery.db')}")
+    env.update(settings or {})
     if model:
         env["FACE_MODEL"] = model
     with log_path.open("wb") as log_file:

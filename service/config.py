@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     """Most ``image`` parts one /embed request may carry."""
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Comma-separated; when set, every route but /healthz and /readyz needs ``X-API-Key``."""
+    gallery_url: str = Field(default="sqlite:///gallery.db", pattern=r"^(sqlite:///.+|postgres(ql)?://.*)$")
+    """Enrolled subjects: ``sqlite:///<file>`` (embedded, one process) or ``postgresql://...`` (pgvector, shared)."""
+    gallery_keep_crops: bool = False
+    """Keep each enrolled face's aligned crop (biometric data) so the gallery can be re-embedded by a new model."""
+    gallery_ef_search: int = Field(default=100, ge=1, le=1000)
+    """pgvector HNSW search breadth (recall against speed); the embedded gallery searches exactly."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     host: str = "0.0.0.0"
     port: int = Field(default=8000, ge=1, le=65535)

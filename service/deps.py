@@ -10,6 +10,7 @@ from fastapi import Depends, Request, UploadFile
 from service.config import Settings
 from service.engine import Engine, Upload
 from service.errors import ImageTooLarge, NotReady, UnsupportedMediaType
+from service.gallery.store import GalleryStore
 from service.metrics import Metrics
 
 
@@ -20,6 +21,8 @@ class AppState:
     settings: Settings
     metrics: Metrics
     engine: Engine | None = None
+    gallery: GalleryStore | None = None
+    """Opened by the lifespan once the engine is loaded (it searches the served model's embeddings)."""
 
 
 def get_state(request: Request) -> AppState:

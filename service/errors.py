@@ -79,6 +79,20 @@ class Overloaded(ServiceError):
         self.retry_after = retry_after
 
 
+class NotFound(ServiceError):
+    code = "not_found"
+
+
+class GalleryConflict(ServiceError):
+    """The gallery's state forbids the request (subclasses say how: model_mismatch, no_enrolled_faces)."""
+
+    code = "conflict"
+
+
+class GalleryUnavailable(ServiceError):
+    code = "gallery_unavailable"
+
+
 STATUS: dict[type[ServiceError], int] = {
     InvalidImage: 400,
     Unauthorized: 401,
@@ -90,6 +104,9 @@ STATUS: dict[type[ServiceError], int] = {
     ModelMismatch: 422,
     NotReady: 503,
     Overloaded: 503,
+    NotFound: 404,
+    GalleryConflict: 409,
+    GalleryUnavailable: 503,
 }
 
 # Starlette's own HTTP errors (routing, body parsing) get codes too. A body that cannot be parsed at all

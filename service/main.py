@@ -16,12 +16,14 @@ from service.deps import AppState
 from service.docs import install_docs
 from service.engine import Engine
 from service.errors import install_error_handlers
+from service.gallery import open_store
+from service.gallery.store import StoreUnavailable
 from service.logs import configure_logging
 from service.manifest import ManifestError
 from service.metrics import Metrics
 from service.middleware import ApiKeyGuard, BodyLimit, RequestContext
 from service.openapi import FaceAPI
-from service.routes import embed, health, info, verify
+from service.routes import embed, health, identify, info, subjects, verify
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,9 @@ Face verification: YuNet face detection, 5-point alignment and an embedding mode
 * `POST /verify`: two photos (multipart `image1`, `image2`) -> same person or not, with the similarity.
 * `POST /embed`: one or more photos (`image` parts) -> an L2-normalised embedding of each photo's main face.
 * `POST /verify/embeddings`: compare two stored embeddings (JSON).
+* Identification (1:N) over this API key's gallery: `POST /subjects` (a person), `POST /subjects/{id}/faces`
+  (enrol a photo's main face), `POST /identify` (who is this?), `POST /subjects/{id}/verify` (is this them?);
+  `GET /subjects` (paged), `GET`/`DELETE /subjects/{id}`, `GET /subjects/{id}/faces`, `DELETE .../faces/{face_id}`.
 
 Photos: JPEG, PNG, WebP or BMP, recognised from their bytes; EXIF orientation is applied. The main face is the
 largest, penalised by its distance from the image centre; `require_single_face=true` (form field or query
@@ -50,6 +55,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     except ManifestError as exc:
         log.critical("start-up failed: %s", exc, extra={"manifest": str(state.settings.manifest)})
         raise
+    try:
+        state.gallery = await run_in_threadpool(open_store, state.settings, engine.card)
+    except StoreUnavailable as exc:
+        log.critical("start-up failed: %s", exc.message)
+        raise
     state.engine = engine
     state.metrics.serving(engine.card)
     if isinstance(app, FaceAPI):
@@ -60,6 +70,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         state.engine = None  # shutting down: not ready (in-flight requests keep their own reference)
         state.metrics.serving(None)
+        gallery, state.gallery = state.gallery, None
+        if gallery is not None:
+            gallery.close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -82,7 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.face = AppState(settings=settings, metrics=metrics)
     install_error_handlers(app)
     install_docs(app)
-    for module in (verify, embed, info, health):
+    for module in (verify, embed, subjects, identify, info, health):
         app.include_router(module.router)
     # Added innermost first: RequestContext sees (and logs) even the 401s and 413s of the two guards.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

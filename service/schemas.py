@@ -28,7 +28,7 @@ class ErrorDetail(BaseModel):
     code: str = Field(
         description="Stable machine-readable code: invalid_image, unsupported_media_type, image_too_large, "
         "no_face, multiple_faces, invalid_request, model_mismatch, unauthorized, not_ready, overloaded, not_found, "
-        "method_not_allowed, internal_error"
+        "method_not_allowed, gallery_model_mismatch, no_enrolled_faces, gallery_unavailable, internal_error"
     )
     message: str = Field(description="Human-readable explanation")
     field: str | None = Field(default=None, description="The request field the error is about, e.g. image2")

@@ -50,9 +50,11 @@ def manifest_path() -> Path:
 
 
 @pytest.fixture(scope="session")
-def make_settings(manifest_path: Path) -> Callable[..., Settings]:
+def make_settings(manifest_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
-        return Settings(**{"manifest": manifest_path, "log_level": "WARNING", **overrides})
+        # Each app gets its own empty gallery file unless the test names one.
+        gallery = f"sqlite:///{tmp_path_factory.mktemp('gallery') / 'gallery.db'}"
+        return Settings(**{"manifest": manifest_path, "log_level": "WARNING", "gallery_url": gallery, **overrides})
 
     return make
 

@@ -27,6 +27,7 @@ def free_port() -> int:
 def start(manifest: Path, log: Path, **env: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("FACE_")}
+    environment["FACE_GALLERY_URL"] = f"sqlite:///{log.parent / 'gallery.db'}"
     environment.update(FACE_MANIFEST=str(manifest), FACE_HOST="127.0.0.1", FACE_PORT=str(port), **env)
     with log.open("wb") as stderr:
         process = subprocess.Popen([sys.executable, "-m", "service"], cwd=REPO, env=environment, stderr=stderr)

@@ -93,9 +93,12 @@ def test_unknown_person_is_not_identified(gallery: TestClient) -> None:
 def test_identify_takes_a_published_operating_point_like_verify(gallery: TestClient) -> None:
     enrol_people(gallery)
     points = gallery.get("/info").json()["operating_points"]["rates"]
-    strict = min(points, key=lambda p: p["far"])
-    answer = identify(gallery, PEOPLE[0][2], data={"far": str(strict["far"])})
-    assert answer["threshold"] == pytest.approx(strict["threshold"])
+    strict, loose = min(points, key=lambda p: p["far"]), max(points, key=lambda p: p["far"])
+    answer = identify(gallery, PEOPLE[0][2], data={"far": str(loose["far"])})
+    assert answer["threshold"] == pytest.approx(loose["threshold"])
+    assert identify(gallery, PEOPLE[0][2], data={"far": str(strict["far"])})["threshold"] == pytest.approx(
+        strict["threshold"]
+    )
     response = gallery.post("/identify", files={"image": part(PEOPLE[0][2])}, data={"far": "0.5"})
     assert "not a published operating point" in error_of(response, 422, "invalid_request")["message"]
     both = gallery.post("/identify", files={"image": part(PEOPLE[0][2])}, data={"far": "0.001", "threshold": "0.5"})

@@ -1,19 +1,21 @@
 """Where the main face of a photo is: a quick pass over a small copy, then its landmarks refined on a close-up.
 
 YuNet's cost grows with its input's pixels (3.7 ms at 640 px, 1.1 ms at 320 px, 0.5 ms at 192 px on this
-machine's CPU), and so does the cost of shrinking the photo for it. A large photo is therefore searched at
-:data:`COARSE_SIDE` px (box-reduced by an integer factor: the cheapest anti-aliased shrink Pillow has), which
-finds the same main face as 640 px on every real photo of ``../shared/data/photos`` and a face on every LFW and
-training-pool image (``python -m bench.detector_size``). Landmarks from a face a few dozen pixels wide are
-coarse, and the 64x64 crop is sensitive to them, so the main face alone is detected again on a square of
-:data:`REFINE_CONTEXT` times its box cut from the decoded photo and brought to about :data:`REFINE_SIDE` px:
-the face is then ~100 px wide, as LFW's and the training crops' faces are when they are detected, and its
-landmarks come from pixels at least as sharp as the 640 px pass saw.
+machine's CPU), and so does the cost of shrinking the photo for it (Pillow's bilinear resize to 640 px cost as
+much as YuNet). A photo whose long side is at least 1.5 x :data:`COARSE_SIDE` is therefore searched on a copy
+box-reduced by the integer factor that brings its long side nearest ``COARSE_SIDE`` (192-384 px; the cheapest
+anti-aliased shrink Pillow has). 240 and 320 px find the same main face as 640 px on every real photo of
+``../shared/data/photos`` and a face on every LFW and training-pool image (``python -m bench.detector_size``).
+Landmarks from a face a few dozen pixels wide are coarse and the 64x64 crop is sensitive to them, so the main
+face alone is detected again on a close-up: a square of :data:`REFINE_CONTEXT` times its box cut from the
+decoded photo and box-reduced to about :data:`REFINE_SIDE` px (never enlarged), where a large face is 64-145 px
+wide, as LFW's and the training crops' faces are when they are detected, from pixels at least as sharp as a
+640 px pass would see.
 
-Photos whose long side is at most ``COARSE_SIDE * COARSE_SLACK`` (LFW's 250x250, tight crops) are detected as
-they always were, in one pass at the detector's configured sizes, so their faces and embeddings are unchanged.
-So are photos whose quick pass finds nothing (a face too small for 320 px gets a second chance at 640 px) and
-requests with ``require_single_face``, whose face count must be as complete as the detector can make it.
+Smaller photos (LFW's 250x250, tight crops) are searched as they always were, in one pass at the detector's
+configured sizes, so their faces and embeddings are unchanged. So are photos whose quick pass finds nothing (a
+face too small for it gets a second chance at 640 px) and requests with ``require_single_face``, whose face
+count must be as complete as the detector can make it.
 """
 
 from __future__ import annotations
@@ -26,10 +28,8 @@ from PIL import Image
 from service.detection import Face, FaceDetector, main_face_index
 from service.errors import MultipleFaces, NoFace
 
-COARSE_SIDE = 320
-"""Long side, in pixels, at which a large photo is searched for faces."""
-COARSE_SLACK = 1.25
-"""Photos up to this many times ``COARSE_SIDE`` are searched as they are (a shrink would save little)."""
+COARSE_SIDE = 288
+"""Long side, in pixels, about which a large photo is searched for faces (an integer reduction: 192-384 px)."""
 REFINE_SIDE = 192
 """Side of the close-up on which the main face's landmarks are measured again (an integer reduction of it)."""
 REFINE_CONTEXT = 2.0
@@ -55,7 +55,7 @@ def locate(detector: FaceDetector, image: Image.Image, *, require_single_face: b
     Raises:
         NoFace: no face at all. MultipleFaces: ``require_single_face`` and more than one face.
     """
-    if not require_single_face and max(image.size) > COARSE_SIDE * COARSE_SLACK:
+    if not require_single_face and coarse_factor(image.size) > 1:
         faces = coarse_faces(detector, image)
         if faces:
             main = faces[main_face_index(faces, image.height, image.width)]
@@ -69,13 +69,15 @@ def locate(detector: FaceDetector, image: Image.Image, *, require_single_face: b
     return Located(faces[main_face_index(faces, image.height, image.width)], len(faces), "full")
 
 
+def coarse_factor(size: tuple[int, int]) -> int:
+    """The integer box reduction of the quick pass: long side nearest :data:`COARSE_SIDE` (1: none)."""
+    return max(1, round(max(size) / COARSE_SIDE))
+
+
 def coarse_faces(detector: FaceDetector, image: Image.Image) -> list[Face]:
-    """Faces found on a copy of ``image`` with a long side of about :data:`COARSE_SIDE`, in ``image`` pixels."""
-    factor = max(1, max(image.size) // COARSE_SIDE)
-    small = image.reduce(factor) if factor > 1 else image
-    # reduce() leaves a long side in [COARSE_SIDE, 2 COARSE_SIDE); a long one is resized the rest of the way.
-    scale = COARSE_SIDE / max(small.size) if max(small.size) > COARSE_SIDE * COARSE_SLACK else 1.0
-    faces = detector.detect(small, scale=scale)
+    """Faces found on ``image`` box-reduced by :func:`coarse_factor`, in ``image`` pixels."""
+    factor = coarse_factor(image.size)
+    faces = detector.detect(image.reduce(factor) if factor > 1 else image, scale=1.0)
     return [_mapped(face, factor, (0, 0)) for face in faces]
 
 

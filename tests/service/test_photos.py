@@ -268,7 +268,7 @@ def test_refined_main_face_is_the_one_a_full_size_pass_finds(engine: Engine) -> 
 
 
 def test_small_face_in_huge_photo_is_found(client: TestClient, engine: Engine) -> None:
-    # 35 MP, the LFW photo at 1.5x: its face is ~20 px at 1/8 scale, ~10 px at the quick pass's 320 px.
+    # 35 MP, the LFW photo at 1.5x: its face is ~20 px at 1/8 scale, ~7 px at the quick pass's ~290 px.
     data = jpeg(large_photo(FACE, (7000, 5000), 1.5, (4800, 3200)))
     (served,) = engine.analyse([Upload("image", data)], require_single_face=False)
     assert served.faces_detected == 1

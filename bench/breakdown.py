@@ -3,9 +3,7 @@
 The engine reports each pipeline stage (decode, detect, align, embed) to an observer, as it does for the
 service's Prometheus metrics; here the observer adds them up per request. Calling ``Engine.analyse`` on the
 two photos of a pair is exactly what ``POST /verify`` does after reading the upload, so the total here plus
-HTTP and multipart handling is the service's latency. The engine decodes and searches the two photos on two
-threads at once, so the decode, detect and align figures add both photos' seconds and their shares of the
-wall-clock total may add up to more than 100 %. Engines of all targets are loaded first and then
+HTTP and multipart handling is the service's latency. Engines of all targets are loaded first and then
 visited in turn for every pair, so background load hits them alike.
 """
 

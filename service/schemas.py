@@ -63,9 +63,9 @@ class FaceOut(BaseModel):
         description="5 points (x, y): eye, eye, nose tip, mouth corner, mouth corner (image left to right)"
     )
     faces_detected: int = Field(
-        description="Faces found on the whole photo; the main one is reported. On a photo larger than ~400 px "
-        "the search runs at 320 px, so faces under ~20 px there are not counted; with require_single_face it runs "
-        "at the detector's full 640 px."
+        description="Faces found on the whole photo; the main one is reported. On a photo of 432 px or more "
+        "the search runs on a ~288 px copy, so faces under ~20 px there are not counted; with require_single_face "
+        "it runs at the detector's full 640 px."
     )
 
     @classmethod

@@ -263,8 +263,8 @@ def lfw_pipeline(manifest: Path, model: str | None, lfw: Path, per_fold: int | N
         "accuracy_std": result["accuracy_std"],
         "roc_auc": result["roc_auc"],
         "pairs": result["pairs"],
-        "published_accuracy": published.get("accuracy"),
-        "published_pairs": published.get("pairs"),
+        "published_accuracy": published.accuracy if published else None,
+        "published_pairs": published.pairs if published else None,
         "seconds": time.perf_counter() - started,
     }
 

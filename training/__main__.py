@@ -26,19 +26,24 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from training.config import load_config
 from training.paths import REPO
 
+if TYPE_CHECKING:  # imported in the functions at run time: the pipeline pulls in torch
+    from training.pipeline import Run
+
 STAGES = ["teachers", "align", "features", "evaluate-teachers", "select", "train", "export", "evaluate", "publish"]
 
 
-def run_stage(stage: str, run: object) -> None:
+def run_stage(stage: str, run: Run) -> None:
     from training import pipeline, report, student_stages
     from training.teachers import write_teacher_manifest
 
-    actions = {
+    actions: dict[str, Callable[[Run], object]] = {
         "teachers": lambda r: write_teacher_manifest(r.teachers),
         "align": pipeline.stage_align,
         "features": pipeline.stage_features,

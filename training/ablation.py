@@ -18,6 +18,7 @@ import argparse
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -29,7 +30,7 @@ from training.student_stages import stage_evaluate, stage_export, stage_select, 
 log = logging.getLogger(__name__)
 
 
-def run_variant(base: Path, overrides: list[str], runs: Path) -> dict:
+def run_variant(base: Path, overrides: list[str], runs: Path) -> dict[str, Any]:
     run = Run(load_config(base, overrides), runs)
     if not (run.dir / "results.json").exists():
         stage_select(run)
@@ -56,12 +57,12 @@ def run_variant(base: Path, overrides: list[str], runs: Path) -> dict:
     }
 
 
-def _selection(row: dict) -> str:
+def _selection(row: dict[str, Any]) -> str:
     no_redundancy = row["method"] == "energy" and not row["redundancy"]
     return f"{row['method']}{' (no redundancy)' if no_redundancy else ''}"
 
 
-def write_summary(rows: list[dict], out: Path, title: str, budget: str) -> None:
+def write_summary(rows: list[dict[str, Any]], out: Path, title: str, budget: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(rows, indent=1))
     lines = [

@@ -9,14 +9,18 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
 from training.selection import SelectionConfig
 from training.student import StudentConfig
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
 @dataclass
@@ -136,18 +140,22 @@ def training_inputs(cfg: RunConfig) -> dict[str, Any]:
     return settings
 
 
-def _build(cls: type, values: dict[str, Any]) -> Any:
+_Config = TypeVar("_Config", bound="DataclassInstance")
+
+
+def _default(f: dataclasses.Field[Any]) -> Any:
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def _build(cls: type[_Config], values: dict[str, Any]) -> _Config:
     kwargs = {}
     hints = {f.name: f for f in dataclasses.fields(cls)}
     for key, value in values.items():
         if key not in hints:
             raise ValueError(f"unknown config key {key!r} for {cls.__name__}; known: {sorted(hints)}")
-        default = (
-            hints[key].default_factory()
-            if hints[key].default_factory is not dataclasses.MISSING
-            else hints[key].default
-        )  # type: ignore[misc]
-        kwargs[key] = _build(type(default), value) if dataclasses.is_dataclass(default) else value
+        default = _default(hints[key])
+        section = dataclasses.is_dataclass(default)  # a nested section: built from its own sub-tree
+        kwargs[key] = _build(type(default), value) if section else value
     return cls(**kwargs)
 
 
@@ -172,7 +180,7 @@ def read_tree(path: Path) -> dict[str, Any]:
     return _merge(read_tree(path.parent / base), tree) if base else tree
 
 
-def load_config(path: Path | None, overrides: list[str] = ()) -> RunConfig:  # type: ignore[assignment]
+def load_config(path: Path | None, overrides: Sequence[str] = ()) -> RunConfig:
     """Read a YAML run config (or a run folder's saved config.yaml) and apply ``key.sub=value`` overrides."""
     tree = read_tree(path) if path else {}
     tree.pop("config_hash", None)  # written by save_config, derived from the rest

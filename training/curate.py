@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from training.data import POOL_SETS, Landmarks, landmarks_for, lfw_files, set_files
 from training.embedding import aligned_crops, embed_crops
-from training.feature_cache import ViewCache, arcface_crop, onnx_runner
+from training.feature_cache import CropSpec, Runner, ViewCache, arcface_crop, onnx_runner
 from training.holdout import holdout_mask
 from training.labels import pool_labels
 from training.neurons import l2n
@@ -69,8 +69,10 @@ def set_landmarks(name: str) -> Landmarks:
     return landmarks_for(f"set-{name}", set_files(name), set_landmarks_path(name))
 
 
-def view0_outputs(teachers: dict[str, Teacher], threads: int = 2) -> dict:
-    outputs: dict = {t: (teachers[t].crop, onnx_runner(teachers[t].file, threads)) for t in ("sface", "dlib")}
+def view0_outputs(teachers: dict[str, Teacher], threads: int = 2) -> dict[str, tuple[CropSpec, Runner | None]]:
+    outputs: dict[str, tuple[CropSpec, Runner | None]] = {
+        t: (teachers[t].crop, onnx_runner(teachers[t].file, threads)) for t in ("sface", "dlib")
+    }
     outputs[f"arcface{STUDENT_CROP}"] = (arcface_crop(STUDENT_CROP), None)
     return outputs
 
@@ -89,7 +91,9 @@ def lfw_sface(teachers: dict[str, Teacher]) -> NDArray[np.float32]:
     return l2n(raw)
 
 
-def max_cosine(queries: NDArray[np.float32], refs: NDArray[np.float32], block: int = 4096) -> tuple[NDArray, NDArray]:
+def max_cosine(
+    queries: NDArray[np.float32], refs: NDArray[np.float32], block: int = 4096
+) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
     """For each unit query row, the highest cosine to a unit reference row and that row's index."""
     best = np.full(len(queries), -1.0, np.float32)
     arg = np.zeros(len(queries), np.int64)
@@ -108,7 +112,8 @@ class Decision:
 
 
 def _eye_distance(points: NDArray[np.float32]) -> NDArray[np.float32]:
-    return np.linalg.norm(points[:, 1] - points[:, 0], axis=1)
+    distance: NDArray[np.float32] = np.linalg.norm(points[:, 1] - points[:, 0], axis=1)
+    return distance
 
 
 def _test_split_number(file: str) -> int:
@@ -169,8 +174,8 @@ def curate(
             block = emb[chunk]
             if len(refs):
                 cos, arg = max_cosine(block, refs)
-                for k in np.flatnonzero(cos > DUPLICATE_COS):
-                    reason[chunk[k]], detail[chunk[k]] = "near_duplicate", f"{kept_files[arg[k]]}:{cos[k]:.3f}"
+                for hit in np.flatnonzero(cos > DUPLICATE_COS):
+                    reason[chunk[hit]], detail[chunk[hit]] = "near_duplicate", f"{kept_files[arg[hit]]}:{cos[hit]:.3f}"
             within = block @ block.T
             alive = [k for k in range(len(chunk)) if reason[chunk[k]] == ""]
             accepted: list[int] = []

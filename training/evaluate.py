@@ -119,7 +119,8 @@ class Verification:
 def cosine_scores(embeddings: NDArray[np.floating], pairs: Pairs) -> NDArray[np.float64]:
     e = np.asarray(embeddings, dtype=np.float64)
     e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
-    return np.sum(e[pairs.left] * e[pairs.right], axis=1)
+    scores: NDArray[np.float64] = np.sum(e[pairs.left] * e[pairs.right], axis=1)
+    return scores
 
 
 def ten_fold(scores: NDArray[np.float64], pairs: Pairs) -> Verification:

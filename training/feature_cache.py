@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -27,6 +28,9 @@ from training.views import IDENTITY, RICH_FIRST, View, random_view, render_view,
 log = logging.getLogger(__name__)
 
 CHUNK = 512
+
+# ``(N, H, W, 3)`` uint8 RGB crops -> ``(N, D)`` float32 outputs of a model (see :func:`onnx_runner`).
+Runner = Callable[[NDArray[np.uint8]], NDArray[np.float32]]
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,7 @@ def view_for(index: int, view: int, seed: int = 0) -> View:
     return rich_view(rng) if view >= RICH_FIRST else random_view(rng)
 
 
-def onnx_runner(path: Path, threads: int = 2, batch: int = 32) -> Callable[[NDArray[np.uint8]], NDArray[np.float32]]:
+def onnx_runner(path: Path, threads: int = 2, batch: int = 32) -> Runner:
     """A function mapping ``(N, H, W, 3)`` uint8 RGB crops to the graph's output (raw 0-255 input graphs)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -97,15 +101,17 @@ class ViewCache:
     def complete(self, name: str, view: int) -> bool:
         return self.done(name, view) >= len(self.landmarks.files)
 
-    def load(self, name: str, view: int) -> NDArray:
+    def load(self, name: str, view: int) -> NDArray[Any]:
+        """A memory map of one output: ``(N, H, W, 3)`` uint8 crops or ``(N, D)`` float16 model outputs."""
         if not self.complete(name, view):
             raise FileNotFoundError(f"cache {self.path(name, view)} is incomplete: run the features stage")
-        return np.load(self.path(name, view), mmap_mode="r")
+        mapped: NDArray[Any] = np.load(self.path(name, view), mmap_mode="r")
+        return mapped
 
     def build(
         self,
         view: int,
-        outputs: dict[str, tuple[CropSpec, Callable[[NDArray[np.uint8]], NDArray] | None]],
+        outputs: Mapping[str, tuple[CropSpec, Runner | None]],
         seed: int = 0,
     ) -> None:
         """Fill view ``view`` for every output: name -> (crop, runner or None to store the uint8 crops)."""
@@ -118,6 +124,7 @@ class ViewCache:
             path = self.path(name, view)
             path.parent.mkdir(parents=True, exist_ok=True)
             shape: tuple[int, ...]
+            dtype: type[np.uint8] | type[np.float16]
             if runner is None:
                 shape, dtype = (n, crop.size[1], crop.size[0], 3), np.uint8
             else:

@@ -16,7 +16,8 @@ from training.labels import PoolLabels
 def holdout_mask(files: list[str], labels: PoolLabels) -> NDArray[np.bool_]:
     """``(N,)`` True for images held out of training."""
     wild = np.array(["celeba_wild" in f for f in files])
-    return wild & (labels.identity >= 0) & (labels.identity % 5 == 0)
+    held: NDArray[np.bool_] = wild & (labels.identity >= 0) & (labels.identity % 5 == 0)
+    return held
 
 
 def holdout_pairs(mask: NDArray[np.bool_], labels: PoolLabels, per_class: int = 1500, seed: int = 0) -> Pairs:

@@ -16,7 +16,8 @@ from numpy.typing import NDArray
 
 def l2n(x: NDArray[np.floating]) -> NDArray[np.float32]:
     x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    unit: NDArray[np.float32] = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return unit
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ once, constant-fold the weight reshapes, drop initialisers from ``graph.input`` 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -16,7 +17,9 @@ from numpy.typing import NDArray
 from onnx import helper, numpy_helper
 
 
-def _dequantize(q: NDArray, scale: NDArray, zero: NDArray, axis: int, block: int) -> NDArray[np.float32]:
+def _dequantize(
+    q: NDArray[np.generic], scale: NDArray[np.floating], zero: NDArray[np.generic], axis: int, block: int
+) -> NDArray[np.float32]:
     """Blocked dequantisation: ``(q - zero) * scale`` with scale/zero repeated ``block`` times on ``axis``."""
     scale_full = np.repeat(scale.astype(np.float32), block, axis=axis)
     zero_full = np.repeat(zero.astype(np.float32), block, axis=axis)
@@ -33,7 +36,7 @@ def dequantize_model(model: onnx.ModelProto, dynamic_dims: dict[int, str]) -> on
         dynamic_dims: input dimension index -> symbolic name, for every graph input (e.g. ``{0: "batch"}``).
     """
     graph = model.graph
-    consts: dict[str, NDArray] = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    consts: dict[str, NDArray[Any]] = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     kept_nodes = []
     for node in graph.node:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}

@@ -17,7 +17,7 @@ from training.curate import curated_pool, seed_plain_view
 from training.data import POOL_SETS, Landmarks, landmarks_for, lfw_files, pool_files
 from training.embedding import aligned_crops, embed_crops
 from training.evaluate import Pairs, Verification, cosine_scores, read_pairs, ten_fold
-from training.feature_cache import ViewCache, arcface_crop, onnx_runner
+from training.feature_cache import CropSpec, Runner, ViewCache, arcface_crop, onnx_runner
 from training.holdout import holdout_mask, holdout_pairs
 from training.labels import pool_labels
 from training.neurons import NeuronSpace, l2n
@@ -90,7 +90,9 @@ def stage_features(run: Run) -> None:
     cache = run.cache()
     size = run.cfg.student.input_size
     for view in run.cfg.data.views:
-        outputs = {t: (run.teachers[t].crop, onnx_runner(run.teachers[t].file)) for t in run.cfg.teachers}
+        outputs: dict[str, tuple[CropSpec, Runner | None]] = {
+            t: (run.teachers[t].crop, onnx_runner(run.teachers[t].file)) for t in run.cfg.teachers
+        }
         outputs[run.student_crop_name()] = (arcface_crop(size), None)
         cache.build(view, outputs)
 
@@ -120,7 +122,7 @@ def neuron_space(run: Run) -> NeuronSpace:
     return NeuronSpace.fit({t: np.asarray(cache.load(t, 0))[valid] for t in run.cfg.teachers})
 
 
-def stage_evaluate_teachers(run: Run) -> dict[str, dict]:
+def stage_evaluate_teachers(run: Run) -> dict[str, dict[str, object]]:
     """LFW 10-fold for each teacher and the ensemble (standardised concatenation, and mean of similarities)."""
     pairs = run.lfw_pairs()
     raw = lfw_teacher_outputs(run, pairs)

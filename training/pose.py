@@ -17,6 +17,7 @@ import argparse
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -41,7 +42,8 @@ def estimated_yaw(points: NDArray[np.floating]) -> NDArray[np.float64]:
     distance = np.maximum(np.linalg.norm(eyes, axis=1), 1e-6)
     # the nose's offset from the eyes' midpoint, along the eye line, in eye distances
     offset = np.sum((p[:, 2] - (p[:, 0] + p[:, 1]) / 2) * eyes, axis=1) / distance**2
-    return np.degrees(np.arctan(np.abs(offset) / NOSE_DEPTH))
+    yaw: NDArray[np.float64] = np.degrees(np.arctan(np.abs(offset) / NOSE_DEPTH))
+    return yaw
 
 
 def fold_correct(scores: NDArray[np.float64], pairs: Pairs) -> NDArray[np.bool_]:
@@ -65,7 +67,7 @@ def protocol_pairs(files: list[str]) -> Pairs:
     )
 
 
-def pose_table(models: list[str]) -> dict:
+def pose_table(models: list[str]) -> dict[str, Any]:
     lm = set_landmarks("celeba_test")
     cache = set_cache("celeba_test", lm)
     pairs = protocol_pairs(lm.files)
@@ -87,8 +89,11 @@ def pose_table(models: list[str]) -> dict:
         embeddings[name] = np.concatenate([run(crops[lo : lo + 256]) for lo in range(0, len(crops), 256)])
     edges = list(zip(BINS[:-1], BINS[1:], strict=True))
     bins = [(pair_yaw >= lo) & (pair_yaw < hi) for lo, hi in edges]
-    out: dict = {"pairs_per_bin": [int(b.sum()) for b in bins], "bins": [f"{lo:.0f}-{hi:.0f}" for lo, hi in edges],
-                 "models": {}}
+    out: dict[str, Any] = {
+        "pairs_per_bin": [int(b.sum()) for b in bins],
+        "bins": [f"{lo:.0f}-{hi:.0f}" for lo, hi in edges],
+        "models": {},
+    }
     for name, emb in embeddings.items():
         scores = cosine_scores(emb, pairs)
         correct = fold_correct(scores, pairs)
@@ -100,7 +105,7 @@ def pose_table(models: list[str]) -> dict:
     return out
 
 
-def markdown(table: dict) -> str:
+def markdown(table: dict[str, Any]) -> str:
     head = "| model | all | " + " | ".join(f"yaw {b}°" for b in table["bins"]) + " |"
     rows = [head, "|---|---|" + "---|" * len(table["bins"])]
     rows.append("| pairs | 6000 | " + " | ".join(str(n) for n in table["pairs_per_bin"]) + " |")

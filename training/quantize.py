@@ -32,7 +32,7 @@ from training.feature_cache import onnx_runner
 log = logging.getLogger(__name__)
 
 
-class _Crops(CalibrationDataReader):
+class _Crops(CalibrationDataReader):  # type: ignore[misc]  # onnxruntime ships no type hints (no py.typed)
     """Feeds ``(N, S, S, 3)`` uint8 crops to the calibrator as float NCHW batches."""
 
     def __init__(self, crops: NDArray[np.uint8], input_name: str, batch: int = 64) -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 
-def _row(name: str, r: dict, extra: str = "") -> str:
+def _row(name: str, r: dict[str, Any], extra: str = "") -> str:
     return (
         f"| {name} | {100 * r['accuracy']:.2f} ± {100 * r['accuracy_std']:.2f} | {r['roc_auc']:.5f} "
         f"| {100 * r['tar_at_far_1e3']:.2f} |{extra}"

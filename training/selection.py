@@ -106,7 +106,8 @@ def fisher_ratio(z: NDArray[np.float32], identity: NDArray[np.int64]) -> NDArray
     means = sums / n
     within = np.sum((zk - means[inverse]) ** 2, axis=0) / (len(zk) - len(n))
     between = np.sum(n * (means - zk.mean(axis=0)) ** 2, axis=0) / (len(n) - 1)
-    return between / np.maximum(within, 1e-12)
+    ratio: NDArray[np.float64] = between / np.maximum(within, 1e-12)
+    return ratio
 
 
 def attribute_effects(z: NDArray[np.float32], labels: PoolLabels) -> NDArray[np.float64]:
@@ -131,7 +132,8 @@ def attribute_effects(z: NDArray[np.float32], labels: PoolLabels) -> NDArray[np.
 
 
 def _standard(x: NDArray[np.float64]) -> NDArray[np.float64]:
-    return (x - x.mean()) / (x.std() + 1e-12)
+    z: NDArray[np.float64] = (x - x.mean()) / (x.std() + 1e-12)
+    return z
 
 
 @dataclass
@@ -191,7 +193,8 @@ def select(
     elif cfg.method == "random":
         chosen = sorted(np.random.default_rng(seed).choice(d, size, replace=False).tolist())
     else:
-        corr = np.corrcoef(z.astype(np.float64), rowvar=False)
+        # np.corrcoef is typed matrix-or-scalar; here d > size, so d >= 2 and it is the (D, D) matrix (asarray: no copy)
+        corr = np.asarray(np.corrcoef(z.astype(np.float64), rowvar=False))
         np.fill_diagonal(corr, 0.0)
         chosen = greedy_select(np.array(scores.unary), corr, size, cfg.redundancy)
     return chosen, scores, effects

@@ -49,11 +49,15 @@ class Residual(nn.Module):
         self.body = nn.Sequential(*_conv(channels, channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
+        residual: torch.Tensor = self.body(x)
+        return x + residual
 
 
 class Student(nn.Module):
     """``(N, 3, S, S)`` RGB 0-255 -> ``(N, out_dim)`` regressed teacher neurons (normalisation is in the graph)."""
+
+    mean: torch.Tensor  # buffers registered in __init__, declared for the type checker
+    scale: torch.Tensor
 
     def __init__(self, cfg: StudentConfig) -> None:
         super().__init__()
@@ -91,7 +95,8 @@ class Student(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - self.mean) * self.scale
-        return self.head(self.gdc(self.features(x)))
+        out: torch.Tensor = self.head(self.gdc(self.features(x)))
+        return out
 
 
 def _stage_units(model: Student) -> list[list[tuple[str, ...]]]:
@@ -141,10 +146,12 @@ def warm_start(model: Student, source: Student) -> list[str]:
         prefix = next((p for p in rename if key.startswith(p)), None)
         if prefix is not None:
             state[rename[prefix] + key[len(prefix) :]] = value
-    missing, _ = model.load_state_dict(state, strict=False)
+    missing: list[str] = model.load_state_dict(state, strict=False).missing_keys
     for i, layer in enumerate(model.features):
         if isinstance(layer, Residual) and f"features.{i}.body.1.weight" in missing:
-            nn.init.constant_(layer.body[1].weight, NEW_BLOCK_SCALE)
+            bn = layer.body[1]
+            assert isinstance(bn, nn.BatchNorm2d)  # body = conv, BN, ReLU (_conv)
+            nn.init.constant_(bn.weight, NEW_BLOCK_SCALE)
     return missing
 
 

@@ -88,7 +88,8 @@ def stage_select(run: Run) -> list[int]:
 
 
 def _selected(run: Run) -> list[int]:
-    return json.loads((run.dir / "selection.json").read_text())["selected"]
+    chosen: list[int] = json.loads((run.dir / "selection.json").read_text())["selected"]
+    return chosen
 
 
 def stage_train(run: Run) -> Student:
@@ -154,13 +155,14 @@ def stage_train(run: Run) -> Student:
 
     run.cfg.student.out_dim = len(chosen)
     # The source run is loaded only if this run starts fresh (a resumed run needs nothing from it).
-    init = (lambda: _init_student(run, chosen)) if run.cfg.train.init_from else None
+    init_from = run.cfg.train.init_from
+    init = (lambda: _init_student(run, chosen, init_from)) if init_from else None
     return train_student(run.cfg.train, run.cfg.student, data, run.dir, validate, init=init)
 
 
-def _init_student(run: Run, chosen: list[int]) -> Student:
-    """The trained student named by ``train.init_from``, after checking that it regresses the same neurons."""
-    source = REPO / run.cfg.train.init_from
+def _init_student(run: Run, chosen: list[int], init_from: str) -> Student:
+    """The trained student ``init_from`` (``train.init_from``), after checking that it regresses the same neurons."""
+    source = REPO / init_from
     if not (source / "checkpoint.pt").exists():
         raise FileNotFoundError(f"train.init_from: {source}/checkpoint.pt not found (train that run first)")
     theirs, ours = NeuronSpace.load(source / "neurons.npz"), NeuronSpace.load(run.dir / "neurons.npz")
@@ -218,7 +220,7 @@ def stage_export(run: Run) -> Path:
     return shipped
 
 
-def stage_evaluate(run: Run) -> dict:
+def stage_evaluate(run: Run) -> dict[str, Any]:
     """LFW 10-fold for the exported student (the shipped ONNX, through the service's preprocessing)."""
     pairs = run.lfw_pairs()
     chosen = _selected(run)
@@ -260,7 +262,8 @@ def stage_evaluate(run: Run) -> dict:
     arrays = {}
     for key, values in curves.items():
         arrays[f"{key}|far"], arrays[f"{key}|tar"] = roc_curve(values, pairs.same)
-    np.savez(run.dir / "roc.npz", **arrays)
+    # allow_pickle=True is numpy's default, named so that mypy does not match ``**arrays`` against it
+    np.savez(run.dir / "roc.npz", allow_pickle=True, **arrays)
     log.info(
         "LFW %s: %.4f +/- %.4f, AUC %.5f, TAR@FAR1e-3 %.4f",
         run.cfg.name,

@@ -149,7 +149,7 @@ def train_student(
     student_cfg: StudentConfig,
     data: TrainData | SampledViews,
     run_dir: Path,
-    validate: callable,  # type: ignore[valid-type]
+    validate: Callable[[Student], dict[str, float]],
     init: Callable[[], Student] | None = None,
 ) -> Student:
     """Train (or resume) a student in ``run_dir``; ``validate(model) -> dict`` is called after each epoch.
@@ -196,7 +196,7 @@ def train_student(
                 x = mirror(x, cfg.mirror, gen)
             loss = regression_loss(model(x), torch.from_numpy(targets), cfg)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
             opt.step()
             sched.step()
             total += loss.item()

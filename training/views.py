@@ -12,6 +12,7 @@ there, and every model's crop is cut from that one changed picture: the teachers
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -220,7 +221,7 @@ def rich_canvas(
 def render_view(
     image: Image.Image,
     landmarks: NDArray[np.floating],
-    crops: dict[str, tuple[NDArray[np.floating], tuple[int, int]]],
+    crops: Mapping[str, tuple[NDArray[np.floating], tuple[int, int]]],
     view: View = IDENTITY,
     rng: np.random.Generator | None = None,
     partner: tuple[Image.Image, NDArray[np.floating]] | None = None,

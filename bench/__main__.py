@@ -54,14 +54,21 @@ log = logging.getLogger("bench")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=(__doc__ or "").split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=(__doc__ or "").split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--models-only", action="store_true", help="model level only")
     mode.add_argument("--skip-service", action="store_true", help="no HTTP load test")
     mode.add_argument("--identification", action="store_true", help="the gallery level only (1:N identification)")
-    parser.add_argument("--celeba-identities", type=int, default=None,
-                        help="identification: score CelebA-test on this many identities only (default: all 998)")
+    parser.add_argument(
+        "--celeba-identities",
+        type=int,
+        default=None,
+        help="identification: score CelebA-test on this many identities only (default: all 998)",
+    )
     parser.add_argument("--quick", action="store_true", help="small counts for a smoke check")
     parser.add_argument("--repeats", type=int, help="timing rounds (default 40, quick 2)")
     parser.add_argument("--budget", type=float, help="seconds of model timing at most (default 150, quick 20)")
@@ -70,8 +77,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--student", type=Path, action="append", default=[], help="extra student ONNX file")
     parser.add_argument("--headline", help="student the bars and the service use (default: the manifest's default)")
     parser.add_argument("--manifest", type=Path, default=MODELS / "manifest.json", help="student manifest")
-    parser.add_argument("--teachers", type=Path, default=CACHE / "teachers" / "manifest.json",
-                        help="teacher manifest")
+    parser.add_argument("--teachers", type=Path, default=CACHE / "teachers" / "manifest.json", help="teacher manifest")
     parser.add_argument("--runs", type=Path, default=REPO / "runs", help="training runs (results.json)")
     parser.add_argument("--lfw", type=Path, default=DATA / "lfw", help="LFW folder (pairs.txt, images)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="output folder")
@@ -88,8 +94,11 @@ def model_section(args: argparse.Namespace, lfw_jpeg: bytes) -> tuple[dict[str, 
     extras = [catalog.extra_student(path) for path in args.student]
     headline = args.headline or default or (extras[0].name if extras else None)
     detector = catalog.detector([args.manifest, args.teachers])
-    plan = models.TimingPlan(rounds=args.repeats or (2 if args.quick else 40),
-                             budget=args.budget or (20.0 if args.quick else 150.0), spinning=args.ort_spinning)
+    plan = models.TimingPlan(
+        rounds=args.repeats or (2 if args.quick else 40),
+        budget=args.budget or (20.0 if args.quick else 150.0),
+        spinning=args.ort_spinning,
+    )
     result = models.run([*teachers, *students, *extras], detector, lfw_jpeg, plan)
     result["accuracy_sources"] = accuracy.attach(result["models"], args.runs)
     return result, headline
@@ -124,27 +133,38 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return identification_main(args, argv)
     started, machine = time.perf_counter(), describe()
     pairs = load_pairs(args.lfw, 12 if args.quick else 100)
-    log.info("%d LFW pairs in memory; machine %s, load average %.2f", len(pairs), machine["slug"],
-             machine["load_before"][0])
+    log.info(
+        "%d LFW pairs in memory; machine %s, load average %.2f", len(pairs), machine["slug"], machine["load_before"][0]
+    )
     result: dict[str, Any] = {"machine": machine}
     result["models"], headline = model_section(args, pairs[0].data1)
     result["headline"] = headline
     if not args.models_only:
         serve = targets(args, headline)
         if not args.skip_service:
-            plan = service.LoadPlan(concurrency=tuple(int(c) for c in args.concurrency.split(",")),
-                                    requests=args.requests or (12 if args.quick else 200),
-                                    level_deadline=60.0 if args.quick else 180.0)
+            plan = service.LoadPlan(
+                concurrency=tuple(int(c) for c in args.concurrency.split(",")),
+                requests=args.requests or (12 if args.quick else 200),
+                level_deadline=60.0 if args.quick else 180.0,
+            )
             result["service"] = service.run(serve, pairs, plan, args.out / "logs")
         result["breakdown"] = breakdown.run(serve, pairs, threads=2, requests=5 if args.quick else 50)
         if not args.skip_service and not args.skip_photos and "student" in serve:
-            result["photos"] = photos.run(*serve["student"], pairs, args.photos, args.lfw, _photo_plan(args.quick),
-                                          args.out / "logs")
-    result["bars"] = [bar.as_dict() for bar in bars.model_bars(result["models"]["models"], headline)
-                      + bars.service_bars(result.get("service")) + bars.photo_bars(result.get("photos"))]
-    result["run"] = {"date": date.today().isoformat(), "quick": args.quick,
-                     "command": "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:]),
-                     "seconds": time.perf_counter() - started}
+            result["photos"] = photos.run(
+                *serve["student"], pairs, args.photos, args.lfw, _photo_plan(args.quick), args.out / "logs"
+            )
+    result["bars"] = [
+        bar.as_dict()
+        for bar in bars.model_bars(result["models"]["models"], headline)
+        + bars.service_bars(result.get("service"))
+        + bars.photo_bars(result.get("photos"))
+    ]
+    result["run"] = {
+        "date": date.today().isoformat(),
+        "quick": args.quick,
+        "command": "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "seconds": time.perf_counter() - started,
+    }
     machine["load_after"] = list(os.getloadavg())
     outputs = Outputs.for_run(args.out, machine["slug"], result["run"]["date"], args.quick)
     write_results(result, outputs, readme=None if args.no_readme or args.quick else REPO / "README.md")

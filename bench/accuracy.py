@@ -65,17 +65,27 @@ def _student(model: dict[str, Any], runs: Path, found: list[tuple[Path, dict[str
     for path, results in found:
         if results.get("onnx_sha256") == sha:
             check = "match" if results.get("onnx_bytes", size) == size else "MISMATCH: onnx_bytes differ"
-            return {**_pick(results.get("lfw", {})), "source": _shown(path, runs), "sha256_check": check,
-                    "run_params": results.get("params")}
+            return {
+                **_pick(results.get("lfw", {})),
+                "source": _shown(path, runs),
+                "sha256_check": check,
+                "run_params": results.get("params"),
+            }
     named = [(p, r) for p, r in found if model.get("run") and p.parent.name == model["run"]]
     if named:
         path, results = named[0]
-        return {**_pick(results.get("lfw", {})), "source": _shown(path, runs),
-                "sha256_check": f"MISMATCH: {path.parent.name} has onnx_sha256 {str(results.get('onnx_sha256'))[:12]}, "
-                                f"benchmarked file {sha[:12]}"}
+        return {
+            **_pick(results.get("lfw", {})),
+            "source": _shown(path, runs),
+            "sha256_check": f"MISMATCH: {path.parent.name} has onnx_sha256 {str(results.get('onnx_sha256'))[:12]}, "
+            f"benchmarked file {sha[:12]}",
+        }
     if model.get("manifest_lfw"):
-        return {**_pick(model["manifest_lfw"]), "source": model["source"],
-                "sha256_check": "unverified: no runs/*/results.json has this sha256 (accuracy from the manifest)"}
+        return {
+            **_pick(model["manifest_lfw"]),
+            "source": model["source"],
+            "sha256_check": "unverified: no runs/*/results.json has this sha256 (accuracy from the manifest)",
+        }
     return {"sha256_check": "no results: no runs/*/results.json has this sha256"}
 
 
@@ -114,5 +124,8 @@ def attach(models: list[dict[str, Any]], runs: Path) -> dict[str, Any]:
             model["lfw"] = _student(model, runs, found)
         else:
             model["lfw"] = _teacher(model, teachers, runs)
-    return {"runs": str(runs), "student_results": [_shown(p, runs) for p, _ in found],
-            "teacher_results": None if teachers is None else _shown(teachers[0], runs)}
+    return {
+        "runs": str(runs),
+        "student_results": [_shown(p, runs) for p, _ in found],
+        "teacher_results": None if teachers is None else _shown(teachers[0], runs),
+    }

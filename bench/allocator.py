@@ -44,7 +44,7 @@ def _images() -> list[bytes]:
     return out
 
 
-def child(threads: int, rounds: int) -> dict[str, float]:
+def child(threads: int, rounds: int) -> dict[str, float | None]:
     """The burst itself (run in the subprocess)."""
     from service.imaging import decode
     from service.memory import release_free_memory
@@ -71,12 +71,13 @@ def child(threads: int, rounds: int) -> dict[str, float]:
     idle = (proc_status_kib(os.getpid(), "VmRSS") or 0) / 1024
     trimmed = release_free_memory()
     after_trim = (proc_status_kib(os.getpid(), "VmRSS") or 0) / 1024
-    return {
+    out: dict[str, float | None] = {
         "baseline_mib": base,
         "peak_mib": (proc_status_kib(os.getpid(), "VmHWM") or 0) / 1024,
         "idle_mib": idle,
         "after_trim_mib": after_trim if trimmed else None,
     }
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

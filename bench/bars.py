@@ -39,8 +39,14 @@ class Bar:
         return "PASS" if self.passed else "FAIL"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "target": self.target, "measured": self.measured, "unit": self.unit,
-                "verdict": self.verdict, "note": self.note}
+        return {
+            "name": self.name,
+            "target": self.target,
+            "measured": self.measured,
+            "unit": self.unit,
+            "verdict": self.verdict,
+            "note": self.note,
+        }
 
 
 def _check(name: str, target: str, measured: float | None, ok: bool, note: str = "", unit: str = "") -> Bar:
@@ -53,13 +59,28 @@ def model_bars(models: list[dict[str, Any]], headline: str | None) -> list[Bar]:
     speedup = ratios["speedup"].get("t2", {}).get("b1", {}).get("served") if ratios else None
     compression = ratios["compression"] if ratios else None
     passes = student["served_passes"] if student else 1
-    note = (f"served cost: {passes} passes per face (crop + mirror, batch {passes}); one pass: "
-            f"{ratios['speedup']['t2']['b1']['one_pass']:.1f}x" if ratios and passes == 2 else "")
+    note = (
+        f"served cost: {passes} passes per face (crop + mirror, batch {passes}); one pass: "
+        f"{ratios['speedup']['t2']['b1']['one_pass']:.1f}x"
+        if ratios and passes == 2
+        else ""
+    )
     return [
-        _check(f"{headline}: speed-up per face vs teacher ensemble, ORT, 2 threads, batch 1", f">= {SPEEDUP:g}x",
-               speedup, speedup is not None and speedup >= SPEEDUP, note, "x"),
-        _check(f"{headline}: fewer parameters than the teacher ensemble", f">= {COMPRESSION:g}x",
-               compression, compression is not None and compression >= COMPRESSION, unit="x"),
+        _check(
+            f"{headline}: speed-up per face vs teacher ensemble, ORT, 2 threads, batch 1",
+            f">= {SPEEDUP:g}x",
+            speedup,
+            speedup is not None and speedup >= SPEEDUP,
+            note,
+            "x",
+        ),
+        _check(
+            f"{headline}: fewer parameters than the teacher ensemble",
+            f">= {COMPRESSION:g}x",
+            compression,
+            compression is not None and compression >= COMPRESSION,
+            unit="x",
+        ),
     ]
 
 
@@ -100,13 +121,27 @@ def _service_bars(service: dict[str, Any]) -> list[Bar]:
     else:
         p95_bar = _check(p95_name, f"< {P95_MS:g} ms", p95, p95 is not None and p95 < P95_MS, unit=" ms")
     return [
-        _check(f"service: /verify requests/s, student vs teacher ensemble, concurrency {RPS_CONCURRENCY}",
-               f">= {SERVICE_RPS_RATIO:g}x", ratio, ratio is not None and ratio >= SERVICE_RPS_RATIO, unit="x"),
-        _check("service: errors (non-200, failed or unsent requests), both models, every level", "0",
-               None if failed is None else float(failed), failed == 0),
+        _check(
+            f"service: /verify requests/s, student vs teacher ensemble, concurrency {RPS_CONCURRENCY}",
+            f">= {SERVICE_RPS_RATIO:g}x",
+            ratio,
+            ratio is not None and ratio >= SERVICE_RPS_RATIO,
+            unit="x",
+        ),
+        _check(
+            "service: errors (non-200, failed or unsent requests), both models, every level",
+            "0",
+            None if failed is None else float(failed),
+            failed == 0,
+        ),
         p95_bar,
-        _check("service: student server peak RSS (VmHWM)", f"< {RSS_MIB:g} MiB", rss,
-               rss is not None and rss < RSS_MIB, unit=" MiB"),
+        _check(
+            "service: student server peak RSS (VmHWM)",
+            f"< {RSS_MIB:g} MiB",
+            rss,
+            rss is not None and rss < RSS_MIB,
+            unit=" MiB",
+        ),
     ]
 
 
@@ -122,18 +157,45 @@ def photo_bars(photos: dict[str, Any] | None) -> list[Bar]:
     without = lfw.get("without_face")
     same_pairs = lfw.get("pairs") == lfw.get("published_pairs")
     return [
-        _check("real photos: /verify median on master.csv pairs vs two 250x250 LFW photos, one at a time, same run",
-               f"<= {REAL_PHOTO_RATIO:g}x", ratio, ratio is not None and ratio <= REAL_PHOTO_RATIO, unit="x"),
-        _check("flood (16 clients, two ~40 MP JPEGs per /verify): server peak RSS (VmHWM)", f"< {FLOOD_RSS_MIB:g} MiB",
-               rss, rss is not None and rss < FLOOD_RSS_MIB, unit=" MiB"),
-        _check("flood: answers other than 200 with the right verdict or 503 overloaded", "0",
-               None if bad is None else float(bad), bad == 0),
-        _check("flood: slowest /healthz during the flood", f"< {HEALTHZ_MS:g} ms", health,
-               health is not None and health < HEALTHZ_MS and not flood.get("healthz", {}).get("failures"),
-               unit=" ms"),
-        _check("LFW 10-fold through the service pipeline vs the published accuracy", f"within {LFW_POINTS:g} points",
-               shift, shift is not None and shift <= LFW_POINTS + 1e-9 and same_pairs,
-               f"{100 * accuracy:.2f} % vs {100 * published:.2f} %" if shift is not None else "", " points"),
-        _check("LFW deep-funneled images without a face, service pipeline", "0",
-               None if without is None else float(without), without == 0),
+        _check(
+            "real photos: /verify median on master.csv pairs vs two 250x250 LFW photos, one at a time, same run",
+            f"<= {REAL_PHOTO_RATIO:g}x",
+            ratio,
+            ratio is not None and ratio <= REAL_PHOTO_RATIO,
+            unit="x",
+        ),
+        _check(
+            "flood (16 clients, two ~40 MP JPEGs per /verify): server peak RSS (VmHWM)",
+            f"< {FLOOD_RSS_MIB:g} MiB",
+            rss,
+            rss is not None and rss < FLOOD_RSS_MIB,
+            unit=" MiB",
+        ),
+        _check(
+            "flood: answers other than 200 with the right verdict or 503 overloaded",
+            "0",
+            None if bad is None else float(bad),
+            bad == 0,
+        ),
+        _check(
+            "flood: slowest /healthz during the flood",
+            f"< {HEALTHZ_MS:g} ms",
+            health,
+            health is not None and health < HEALTHZ_MS and not flood.get("healthz", {}).get("failures"),
+            unit=" ms",
+        ),
+        _check(
+            "LFW 10-fold through the service pipeline vs the published accuracy",
+            f"within {LFW_POINTS:g} points",
+            shift,
+            shift is not None and shift <= LFW_POINTS + 1e-9 and same_pairs,
+            f"{100 * accuracy:.2f} % vs {100 * published:.2f} %" if shift is not None else "",
+            " points",
+        ),
+        _check(
+            "LFW deep-funneled images without a face, service pipeline",
+            "0",
+            None if without is None else float(without),
+            without == 0,
+        ),
     ]

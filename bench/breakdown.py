@@ -40,8 +40,10 @@ class StageRecorder:
 
 
 def _uploads(pair: PhotoPair) -> list[Upload]:
-    return [Upload(field="image1", data=pair.data1, content_type="image/jpeg", filename=pair.first),
-            Upload(field="image2", data=pair.data2, content_type="image/jpeg", filename=pair.second)]
+    return [
+        Upload(field="image1", data=pair.data1, content_type="image/jpeg", filename=pair.first),
+        Upload(field="image2", data=pair.data2, content_type="image/jpeg", filename=pair.second),
+    ]
 
 
 def _one(engine: Engine, recorder: StageRecorder, pair: PhotoPair) -> dict[str, float] | None:
@@ -61,13 +63,17 @@ def _summary(rows: list[dict[str, float]]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for stage in stages:
         ms = np.asarray([row.get(stage, 0.0) for row in rows]) * 1000
-        summary[stage] = {"median_ms": float(np.median(ms)), "mean_ms": float(ms.mean()),
-                          "share": float(ms.mean() / 1000 / total_mean) if total_mean else None}
+        summary[stage] = {
+            "median_ms": float(np.median(ms)),
+            "mean_ms": float(ms.mean()),
+            "share": float(ms.mean() / 1000 / total_mean) if total_mean else None,
+        }
     return summary
 
 
-def run(targets: dict[str, tuple[Path, str | None]], pairs: Sequence[PhotoPair], threads: int,
-        requests: int) -> dict[str, Any]:
+def run(
+    targets: dict[str, tuple[Path, str | None]], pairs: Sequence[PhotoPair], threads: int, requests: int
+) -> dict[str, Any]:
     """Per target ``name -> (manifest, model)``: per-stage ms of one /verify (two photos), over ``requests`` pairs."""
     engines = {}
     for name, (manifest, model) in targets.items():
@@ -84,6 +90,13 @@ def run(targets: dict[str, tuple[Path, str | None]], pairs: Sequence[PhotoPair],
                 failures[name] += 1
             elif index >= 2:
                 rows[name].append(row)
-    return {name: {"threads": threads, "requests": len(rows[name]), "failures": failures[name],
-                   "model": engines[name][0].card.name,
-                   "stages": _summary(rows[name]) if rows[name] else {}} for name in engines}
+    return {
+        name: {
+            "threads": threads,
+            "requests": len(rows[name]),
+            "failures": failures[name],
+            "model": engines[name][0].card.name,
+            "stages": _summary(rows[name]) if rows[name] else {},
+        }
+        for name in engines
+    }

@@ -61,14 +61,23 @@ class BenchModel:
 
 def _graph(manifest_path: Path, component: Component) -> Graph:
     spec = component.input
-    return Graph(path=(manifest_path.parent / component.file).resolve(), input_name=spec.name, height=spec.height,
-                 width=spec.width, output_name=component.output.name, manifest_sha256=component.sha256)
+    return Graph(
+        path=(manifest_path.parent / component.file).resolve(),
+        input_name=spec.name,
+        height=spec.height,
+        width=spec.width,
+        output_name=component.output.name,
+        manifest_sha256=component.sha256,
+    )
 
 
 def _model(manifest_path: Path, name: str, spec: EmbeddingModel, kind: Kind) -> BenchModel:
     return BenchModel(
-        name=name, kind=kind, graphs=tuple(_graph(manifest_path, c) for c in spec.components),
-        flip_average=any(c.flip_average for c in spec.components), source=str(manifest_path),
+        name=name,
+        kind=kind,
+        graphs=tuple(_graph(manifest_path, c) for c in spec.components),
+        flip_average=any(c.flip_average for c in spec.components),
+        source=str(manifest_path),
         manifest_lfw=spec.lfw.model_dump(exclude_none=True) if spec.lfw else {},
         run=spec.provenance.run if spec.provenance else None,
     )
@@ -117,9 +126,11 @@ def extra_student(path: Path) -> BenchModel:
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
     name = results.get("name", path.stem) if path.name == "student.onnx" else path.stem
     return BenchModel(
-        name=name, kind="student",
+        name=name,
+        kind="student",
         graphs=(Graph(path.resolve(), graph_input.name, dims[2], dims[3], graph.output[0].name),),
-        flip_average=bool(results.get("flip_average", False)), source=str(path),
+        flip_average=bool(results.get("flip_average", False)),
+        source=str(path),
     )
 
 
@@ -128,7 +139,11 @@ def detector(manifest_paths: list[Path]) -> tuple[Path, DetectorConfig] | None:
     for manifest_path in manifest_paths:
         if manifest_path.is_file():
             spec = load_manifest(manifest_path).detector
-            config = DetectorConfig(max_side=spec.max_side, min_side=spec.min_side,
-                                    score_threshold=spec.score_threshold, nms_threshold=spec.nms_threshold)
+            config = DetectorConfig(
+                max_side=spec.max_side,
+                min_side=spec.min_side,
+                score_threshold=spec.score_threshold,
+                nms_threshold=spec.nms_threshold,
+            )
             return (manifest_path.parent / spec.file).resolve(), config
     return None

@@ -80,7 +80,9 @@ def _detect(detector: FaceDetector, data: bytes) -> tuple[list[Face], float, tup
     """Faces in full-resolution coordinates, CPU seconds of decode + detect (this thread's: with one ORT thread
     the network runs on it too, so other processes' load barely moves the figure), full size."""
     started = time.thread_time()
-    decoded = open_image(data, min_side=detector.config.max_side, **LIMITS).decode()
+    decoded = open_image(
+        data, min_side=detector.config.max_side, max_bytes=LIMITS["max_bytes"], max_pixels=LIMITS["max_pixels"]
+    ).decode()
     faces = detector.detect(decoded.image)
     took = time.thread_time() - started
     full = [

@@ -36,8 +36,13 @@ def count_macs(path: Path, input_shape: tuple[int, ...]) -> int:
     shapes = _known_shapes(inferred)
     weights = {init.name: tuple(init.dims) for init in inferred.graph.initializer}
     shapes.update(weights)
-    missing = [name for node in inferred.graph.node if node.op_type in COUNTED_OPS
-               for name in (*node.input[:2], node.output[0]) if name not in shapes]
+    missing = [
+        name
+        for node in inferred.graph.node
+        if node.op_type in COUNTED_OPS
+        for name in (*node.input[:2], node.output[0])
+        if name not in shapes
+    ]
     if missing:
         shapes.update(_runtime_shapes(inferred, input_shape, missing))
     total = 0

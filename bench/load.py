@@ -27,8 +27,10 @@ def multipart(pair: PhotoPair) -> bytes:
     """A ``/verify`` body: the two photos as ``image1`` and ``image2`` parts."""
     parts = []
     for name, filename, data in (("image1", pair.first, pair.data1), ("image2", pair.second, pair.data2)):
-        head = (f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
-                "Content-Type: image/jpeg\r\n\r\n")
+        head = (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n"
+        )
         parts.append(head.encode() + data + b"\r\n")
     return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
 
@@ -85,8 +87,9 @@ def _worker(level: _Level, start: threading.Barrier) -> None:
     connection.close()
 
 
-def run_level(port: int, bodies: Sequence[bytes], concurrency: int, count: int, deadline_s: float,
-              timeout: float) -> dict[str, Any]:
+def run_level(
+    port: int, bodies: Sequence[bytes], concurrency: int, count: int, deadline_s: float, timeout: float
+) -> dict[str, Any]:
     """Send ``count`` requests with ``concurrency`` threads; never runs past ``deadline_s`` + one ``timeout``."""
     start = threading.Barrier(concurrency + 1)
     level = _Level(port, bodies, count, time.perf_counter() + deadline_s, timeout)
@@ -102,10 +105,21 @@ def run_level(port: int, bodies: Sequence[bytes], concurrency: int, count: int, 
     latencies_ms = np.asarray(level.latencies) * 1000
     summary: dict[str, float | None] = dict.fromkeys(("p50_ms", "p95_ms", "p99_ms", "mean_ms"))  # no 200s: no ranks
     if latencies_ms.size:
-        summary = {"p50_ms": float(np.percentile(latencies_ms, 50)), "p95_ms": float(np.percentile(latencies_ms, 95)),
-                   "p99_ms": float(np.percentile(latencies_ms, 99)), "mean_ms": float(latencies_ms.mean())}
+        summary = {
+            "p50_ms": float(np.percentile(latencies_ms, 50)),
+            "p95_ms": float(np.percentile(latencies_ms, 95)),
+            "p99_ms": float(np.percentile(latencies_ms, 99)),
+            "mean_ms": float(latencies_ms.mean()),
+        }
     return {
-        "concurrency": concurrency, "requests": count, "sent": level.issued, "ok": ok,
-        "errors": level.issued - ok, "not_sent": count - level.issued, "statuses": dict(level.statuses),
-        "wall_s": wall, "requests_per_s": ok / wall if wall > 0 else 0.0, **summary,
+        "concurrency": concurrency,
+        "requests": count,
+        "sent": level.issued,
+        "ok": ok,
+        "errors": level.issued - ok,
+        "not_sent": count - level.issued,
+        "statuses": dict(level.statuses),
+        "wall_s": wall,
+        "requests_per_s": ok / wall if wall > 0 else 0.0,
+        **summary,
     }

@@ -34,6 +34,14 @@ def slug(cpu: str, cpus: int) -> str:
 
 def describe() -> dict[str, Any]:
     cpu, cpus = cpu_model(), available_cpus()
-    return {"slug": slug(cpu, cpus), "hostname": socket.gethostname(), "cpu": cpu, "cpus": cpus,
-            "logical_cpus": os.cpu_count(), "python": platform.python_version(), "onnxruntime": ort.__version__,
-            "platform": platform.platform(), "load_before": list(os.getloadavg())}
+    return {
+        "slug": slug(cpu, cpus),
+        "hostname": socket.gethostname(),
+        "cpu": cpu,
+        "cpus": cpus,
+        "logical_cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "onnxruntime": ort.__version__,
+        "platform": platform.platform(),
+        "load_before": list(os.getloadavg()),
+    }

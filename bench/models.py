@@ -61,8 +61,12 @@ def file_facts(path: Path) -> tuple[int, int, str]:
     model = onnx.load(str(path))
     quant = {name for node in model.graph.node if node.op_type in QDQ_OPS for name in node.input[1:3]}
     quantized = {node.input[0] for node in model.graph.node if node.op_type == "DequantizeLinear"}
-    params = sum(int(np.prod(t.dims)) for t in model.graph.initializer if t.name not in quant and (
-        t.name in quantized or onnx.helper.tensor_dtype_to_np_dtype(t.data_type).kind == "f"))
+    params = sum(
+        int(np.prod(t.dims))
+        for t in model.graph.initializer
+        if t.name not in quant
+        and (t.name in quantized or onnx.helper.tensor_dtype_to_np_dtype(t.data_type).kind == "f")
+    )
     return params, path.stat().st_size, sha256_of(path)
 
 
@@ -74,14 +78,31 @@ def static_facts(model: BenchModel) -> dict[str, Any]:
         params, size = params + graph_params, size + graph_bytes
         macs += count_macs(graph.path, (1, 3, graph.height, graph.width))
         expected = graph.manifest_sha256
-        files.append({"path": shown(graph.path), "bytes": graph_bytes, "sha256": sha, "manifest_sha256": expected,
-                      "sha256_matches_manifest": None if expected is None else sha == expected})
+        files.append(
+            {
+                "path": shown(graph.path),
+                "bytes": graph_bytes,
+                "sha256": sha,
+                "manifest_sha256": expected,
+                "sha256_matches_manifest": None if expected is None else sha == expected,
+            }
+        )
     passes = model.served_passes
-    return {"name": model.name, "label": model.label, "kind": model.kind, "source": model.source,
-            "flip_average": model.flip_average, "served_passes": passes, "run": model.run,
-            "manifest_lfw": model.manifest_lfw, "files": files, "params": params,
-            "onnx_bytes": size, "macs_per_face": {"one_pass": macs, "served": macs * passes},
-            "flops_per_face": {"one_pass": 2 * macs, "served": 2 * macs * passes}}
+    return {
+        "name": model.name,
+        "label": model.label,
+        "kind": model.kind,
+        "source": model.source,
+        "flip_average": model.flip_average,
+        "served_passes": passes,
+        "run": model.run,
+        "manifest_lfw": model.manifest_lfw,
+        "files": files,
+        "params": params,
+        "onnx_bytes": size,
+        "macs_per_face": {"one_pass": macs, "served": macs * passes},
+        "flops_per_face": {"one_pass": 2 * macs, "served": 2 * macs * passes},
+    }
 
 
 class SessionCache:
@@ -94,8 +115,7 @@ class SessionCache:
     def get(self, path: Path, threads: int) -> ort.InferenceSession:
         if (path, threads) not in self._sessions:
             options = session_options(threads, self.spinning)
-            self._sessions[path, threads] = ort.InferenceSession(str(path), options,
-                                                                 providers=["CPUExecutionProvider"])
+            self._sessions[path, threads] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         return self._sessions[path, threads]
 
 
@@ -122,9 +142,13 @@ def model_cases(models: Sequence[BenchModel], sessions: SessionCache, plan: Timi
                     continue
                 modes = [("one_pass", 1), ("served", 2)] if model.flip_average else [("one_pass", 1)]
                 for mode, passes in modes:
-                    steps = [(key(single.get(g.path, f"{model.name}#{i}"), threads, faces, mode),
-                              _runner(sessions.get(g.path, threads), g, faces * passes, rng))
-                             for i, g in enumerate(model.graphs)]
+                    steps = [
+                        (
+                            key(single.get(g.path, f"{model.name}#{i}"), threads, faces, mode),
+                            _runner(sessions.get(g.path, threads), g, faces * passes, rng),
+                        )
+                        for i, g in enumerate(model.graphs)
+                    ]
                     cases.append(Case(key(model.name, threads, faces, mode), steps))
     return cases
 
@@ -137,8 +161,9 @@ def detection_photos(lfw_jpeg: bytes) -> dict[str, np.ndarray]:
     return {f"{photo.width}x{photo.height}": np.asarray(photo), "640x480": np.asarray(canvas)}
 
 
-def detection_cases(detector: tuple[Path, DetectorConfig], photos: dict[str, np.ndarray], sessions: SessionCache,
-                    plan: TimingPlan) -> list[Case]:
+def detection_cases(
+    detector: tuple[Path, DetectorConfig], photos: dict[str, np.ndarray], sessions: SessionCache, plan: TimingPlan
+) -> list[Case]:
     path, config = detector
     cases = []
     for threads in plan.threads:
@@ -174,8 +199,9 @@ def _yunet_input(height: int, width: int, config: DetectorConfig) -> tuple[int, 
     return -(-scaled_h // 32) * 32, -(-scaled_w // 32) * 32
 
 
-def _detection(detector: tuple[Path, DetectorConfig], photos: dict[str, np.ndarray], samples: Samples,
-               plan: TimingPlan) -> dict[str, Any]:
+def _detection(
+    detector: tuple[Path, DetectorConfig], photos: dict[str, np.ndarray], samples: Samples, plan: TimingPlan
+) -> dict[str, Any]:
     path = detector[0]
     result: dict[str, Any] = {"file": shown(path), "sha256": sha256_of(path), "per_photo": {}, "macs": {}}
     for size, image in photos.items():
@@ -187,8 +213,9 @@ def _detection(detector: tuple[Path, DetectorConfig], photos: dict[str, np.ndarr
     return result
 
 
-def run(models: Sequence[BenchModel], detector: tuple[Path, DetectorConfig] | None, lfw_jpeg: bytes,
-        plan: TimingPlan) -> dict[str, Any]:
+def run(
+    models: Sequence[BenchModel], detector: tuple[Path, DetectorConfig] | None, lfw_jpeg: bytes, plan: TimingPlan
+) -> dict[str, Any]:
     """The whole model-level section: static facts, interleaved timings, ratios against the ensemble."""
     facts = [static_facts(model) for model in models]
     log.info("static facts done for %d models; creating sessions", len(models))
@@ -202,10 +229,18 @@ def run(models: Sequence[BenchModel], detector: tuple[Path, DetectorConfig] | No
     for model, entry in zip(models, facts, strict=True):
         entry["timing"] = _timing(model, samples, plan)
     result: dict[str, Any] = {
-        "ort": {"version": ort.__version__, "intra_op_threads": list(plan.threads), "inter_op_threads": 1,
-                "spinning": plan.spinning, "graph_optimization": "ORT_ENABLE_ALL"},
-        "batches": list(plan.batches), "rounds": samples.rounds, "seconds": round(samples.elapsed, 1),
-        "models": facts, "detection": None if detector is None else _detection(detector, photos, samples, plan),
+        "ort": {
+            "version": ort.__version__,
+            "intra_op_threads": list(plan.threads),
+            "inter_op_threads": 1,
+            "spinning": plan.spinning,
+            "graph_optimization": "ORT_ENABLE_ALL",
+        },
+        "batches": list(plan.batches),
+        "rounds": samples.rounds,
+        "seconds": round(samples.elapsed, 1),
+        "models": facts,
+        "detection": None if detector is None else _detection(detector, photos, samples, plan),
     }
     add_ratios(result, plan)
     return result
@@ -224,6 +259,8 @@ def add_ratios(result: dict[str, Any], plan: TimingPlan) -> None:
             for faces, cell in cells.items():
                 base = ensemble["timing"][threads][faces]["served"]["median_ms"]
                 speedup.setdefault(threads, {})[faces] = {mode: base / cell[mode]["median_ms"] for mode in cell}
-        model["vs_ensemble"] = {"compression": ensemble["params"] / model["params"],
-                                "macs_ratio": ensemble["macs_per_face"]["served"] / model["macs_per_face"]["served"],
-                                "speedup": speedup}
+        model["vs_ensemble"] = {
+            "compression": ensemble["params"] / model["params"],
+            "macs_ratio": ensemble["macs_per_face"]["served"] / model["macs_per_face"]["served"],
+            "speedup": speedup,
+        }

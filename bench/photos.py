@@ -249,8 +249,8 @@ def lfw_pipeline(manifest: Path, model: str | None, lfw: Path, per_fold: int | N
     for index in needed:
         data = (lfw / files[index].removeprefix("lfw/")).read_bytes()
         try:
-            (result,) = engine.analyse([Upload("image", data, "image/jpeg")], require_single_face=False)
-            embeddings[index] = result.embedding
+            (face,) = engine.analyse([Upload("image", data, "image/jpeg")], require_single_face=False)
+            embeddings[index] = face.embedding
         except ServiceError:
             without.append(files[index])
     result = ten_fold(cosine_scores(embeddings, pairs), pairs).to_dict()

@@ -35,12 +35,19 @@ def accuracy_vs_speed(models: list[dict[str, Any]], path: Path, title: str) -> P
         seen.add(kind)
         axes.scatter(ms, accuracy, s=46, color=COLOURS.get(kind, "tab:gray"), zorder=3, label=legend)
         # Alternate above/below: neighbours on the x axis (T1 and the ensemble) would print over each other.
-        axes.annotate(label, (ms, accuracy), textcoords="offset points", xytext=(6, 5 if index % 2 else -11),
-                      fontsize=8)
+        axes.annotate(
+            label, (ms, accuracy), textcoords="offset points", xytext=(6, 5 if index % 2 else -11), fontsize=8
+        )
     axes.axhline(MOBILEID_PAPER_ACCURACY, linestyle="--", color="tab:red", linewidth=1)
-    axes.annotate(f"MobileID paper student ({MOBILEID_PAPER_ACCURACY}%)", (0.01, MOBILEID_PAPER_ACCURACY),
-                  xycoords=("axes fraction", "data"), textcoords="offset points", xytext=(0, 4), fontsize=8,
-                  color="tab:red")
+    axes.annotate(
+        f"MobileID paper student ({MOBILEID_PAPER_ACCURACY}%)",
+        (0.01, MOBILEID_PAPER_ACCURACY),
+        xycoords=("axes fraction", "data"),
+        textcoords="offset points",
+        xytext=(0, 4),
+        fontsize=8,
+        color="tab:red",
+    )
     axes.set_xscale("log")
     axes.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
     axes.margins(x=0.25, y=0.08)

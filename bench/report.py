@@ -41,9 +41,11 @@ def _rows(model: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def model_table(models: list[dict[str, Any]]) -> list[str]:
-    lines = ["| Model | Params | Compression | ONNX MB | MMACs/face | ms/face b1, 1 thr | ms/face b1, 2 thr "
-             "| ms/face b32, 1 thr | ms/face b32, 2 thr | Speed-up (2 thr, b1) | LFW accuracy % | sha256 vs results |",
-             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|"]
+    lines = [
+        "| Model | Params | Compression | ONNX MB | MMACs/face | ms/face b1, 1 thr | ms/face b1, 2 thr "
+        "| ms/face b32, 1 thr | ms/face b32, 2 thr | Speed-up (2 thr, b1) | LFW accuracy % | sha256 vs results |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|",
+    ]
     for model in models:
         ratios = model.get("vs_ensemble")
         compression = _num(ratios["compression"], ".1f", "x") if ratios else "-"
@@ -53,9 +55,11 @@ def model_table(models: list[dict[str, Any]]) -> list[str]:
             timing = model["timing"]
             cells = [_ms(timing.get(t, {}).get(b, {}).get(mode)) for b in ("b1", "b32") for t in ("t1", "t2")]
             speedup = _num(ratios["speedup"]["t2"]["b1"][mode], ".1f", "x") if ratios else "-"
-            lines.append(f"| {label} | {model['params']:,} | {compression} | {model['onnx_bytes'] / 1e6:.2f} "
-                         f"| {model['macs_per_face'][mode] / 1e6:.1f} | {' | '.join(cells)} | {speedup} "
-                         f"| {accuracy} | {check} |")
+            lines.append(
+                f"| {label} | {model['params']:,} | {compression} | {model['onnx_bytes'] / 1e6:.2f} "
+                f"| {model['macs_per_face'][mode] / 1e6:.1f} | {' | '.join(cells)} | {speedup} "
+                f"| {accuracy} | {check} |"
+            )
     return lines
 
 
@@ -81,8 +85,10 @@ def detection_table(detection: dict[str, Any] | None) -> list[str]:
 def service_table(service: dict[str, Any] | None) -> list[str]:
     if not service:
         return ["Not run (`--skip-service` or `--models-only`)."]
-    lines = ["| Model | Concurrency | Requests | OK | Errors | Not sent | req/s | p50 ms | p95 ms | p99 ms "
-             "| Peak RSS MiB |", "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    lines = [
+        "| Model | Concurrency | Requests | OK | Errors | Not sent | req/s | p50 ms | p95 ms | p99 ms | Peak RSS MiB |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
     for name in ("student", "ensemble"):
         result = service.get(name)
         if not result:
@@ -92,9 +98,17 @@ def service_table(service: dict[str, Any] | None) -> list[str]:
             continue
         label = f"{name} ({result['info']['name'] if result.get('info') else result['model']})"
         for level in result["levels"]:
-            cells = [label, level["concurrency"], level["requests"], level["ok"], level["errors"], level["not_sent"],
-                     f"{level['requests_per_s']:.1f}", *(_num(level[k], ".1f") for k in ("p50_ms", "p95_ms", "p99_ms")),
-                     f"{result['peak_rss_mib']:.0f}"]
+            cells = [
+                label,
+                level["concurrency"],
+                level["requests"],
+                level["ok"],
+                level["errors"],
+                level["not_sent"],
+                f"{level['requests_per_s']:.1f}",
+                *(_num(level[k], ".1f") for k in ("p50_ms", "p95_ms", "p99_ms")),
+                f"{result['peak_rss_mib']:.0f}",
+            ]
             lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return lines
 
@@ -111,23 +125,33 @@ def breakdown_table(breakdown: dict[str, Any] | None, service: dict[str, Any] | 
         for name in names:
             stats = breakdown[name]["stages"].get(stage, {})
             load = ((service or {}).get(name) or {}).get("server_stages", {}).get(stage, {})
-            cells += [_num(stats.get("median_ms"), ".2f"), _num(stats.get("share"), ".0%"),
-                      _num(load.get("per_request_ms"), ".2f")]
+            cells += [
+                _num(stats.get("median_ms"), ".2f"),
+                _num(stats.get("share"), ".0%"),
+                _num(load.get("per_request_ms"), ".2f"),
+            ]
         lines.append(f"| {stage} | {' | '.join(cells)} |")
     return lines
 
 
 def _header(result: dict[str, Any]) -> list[str]:
     machine, run = result["machine"], result["run"]
-    lines = [f"# Benchmark {run['date']} on {machine['slug']}", "",
-             f"`{run['command']}` — {machine['cpu']}, {machine['cpus']} CPUs available, Python {machine['python']}, "
-             f"ONNX Runtime {machine['onnxruntime']}; load average {machine['load_before'][0]:.2f} before, "
-             f"{machine['load_after'][0]:.2f} after (1 min); {run['seconds']:.0f} s in all.", ""]
+    lines = [
+        f"# Benchmark {run['date']} on {machine['slug']}",
+        "",
+        f"`{run['command']}` — {machine['cpu']}, {machine['cpus']} CPUs available, Python {machine['python']}, "
+        f"ONNX Runtime {machine['onnxruntime']}; load average {machine['load_before'][0]:.2f} before, "
+        f"{machine['load_after'][0]:.2f} after (1 min); {run['seconds']:.0f} s in all.",
+        "",
+    ]
     if run["quick"]:
         lines += ["> **Quick mode**: smoke-check counts, not numbers to publish.", ""]
     if machine["load_before"][0] > 0.5 * machine["cpus"]:
-        lines += [f"> **Busy machine**: load average {machine['load_before'][0]:.2f} on {machine['cpus']} CPUs "
-                  "when the run started; timings are inflated and noisy.", ""]
+        lines += [
+            f"> **Busy machine**: load average {machine['load_before'][0]:.2f} on {machine['cpus']} CPUs "
+            "when the run started; timings are inflated and noisy.",
+            "",
+        ]
     return lines
 
 
@@ -135,7 +159,8 @@ def _method(result: dict[str, Any]) -> list[str]:
     models = result.get("models") or {}
     ort = models.get("ort", {})
     return [
-        "## Method", "",
+        "## Method",
+        "",
         f"- Model level: ONNX Runtime {ort.get('version', '?')}, CPU, intra-op threads 1 and 2, inter-op 1, "
         f"spinning {'on' if ort.get('spinning') else 'off (as the service)'}; every case timed round-robin, "
         f"{models.get('rounds', '?')} rounds in {models.get('seconds', '?')} s; cells are median [p90] ms per face.",
@@ -147,7 +172,7 @@ def _method(result: dict[str, Any]) -> list[str]:
         "- Service: `python -m service` under uvicorn on 127.0.0.1, FACE_THREADS=2, real 250x250 LFW pairs "
         "(pairs.txt), fixed request count per concurrency level, keep-alive connections; load generator on the "
         "same machine. Peak RSS = server VmHWM. Stage breakdown: the service's engine in-process, one request at a "
-        "time (median of per-request sums); \"under load\" = the server's /metrics over all load levels, mean "
+        'time (median of per-request sums); "under load" = the server\'s /metrics over all load levels, mean '
         "wall ms per request (inflated by the concurrent requests sharing the CPUs).",
     ]
 
@@ -158,13 +183,25 @@ def document(result: dict[str, Any]) -> str:
     lines = _header(result)
     lines += ["## Bars", "", *bar_lines(result["bars"]), ""]
     lines += ["## Models (ONNX Runtime; ms per face, median [p90])", "", *model_table(models), ""]
-    lines += ["## Face detection (YuNet in ONNX Runtime, decoding and NMS included; ms per photo)", "",
-              *detection_table((result.get("models") or {}).get("detection")), ""]
+    lines += [
+        "## Face detection (YuNet in ONNX Runtime, decoding and NMS included; ms per photo)",
+        "",
+        *detection_table((result.get("models") or {}).get("detection")),
+        "",
+    ]
     lines += ["## Service: POST /verify with two 250x250 LFW photos", "", *service_table(result.get("service")), ""]
-    lines += ["## One /verify, stage by stage", "", *breakdown_table(result.get("breakdown"), result.get("service")),
-              ""]
-    lines += ["## Real photos (master.csv), large-photo flood, LFW through the service", "",
-              *photo_lines(result.get("photos")), ""]
+    lines += [
+        "## One /verify, stage by stage",
+        "",
+        *breakdown_table(result.get("breakdown"), result.get("service")),
+        "",
+    ]
+    lines += [
+        "## Real photos (master.csv), large-photo flood, LFW through the service",
+        "",
+        *photo_lines(result.get("photos")),
+        "",
+    ]
     lines += _method(result)
     return "\n".join(lines) + "\n"
 
@@ -172,13 +209,25 @@ def document(result: dict[str, Any]) -> str:
 def readme_section(result: dict[str, Any], report_name: str, plot_name: str) -> str:
     """The short section between the README markers: bars, the model table and the service table."""
     models = (result.get("models") or {}).get("models", [])
-    lines = [README_START,
-             f"<!-- generated by `python -m bench` from bench/results/{report_name}; do not edit by hand -->", "",
-             f"Measured {result['run']['date']} on {result['machine']['slug']} ({result['machine']['cpu']}); "
-             f"full report: [bench/results/{report_name}](bench/results/{report_name}).", "",
-             *bar_lines(result["bars"]), "", *model_table(models), "", *service_table(result.get("service")), "",
-             *photo_lines(result.get("photos")), "",
-             f"![LFW accuracy vs speed](bench/results/{plot_name})", "", README_END]
+    lines = [
+        README_START,
+        f"<!-- generated by `python -m bench` from bench/results/{report_name}; do not edit by hand -->",
+        "",
+        f"Measured {result['run']['date']} on {result['machine']['slug']} ({result['machine']['cpu']}); "
+        f"full report: [bench/results/{report_name}](bench/results/{report_name}).",
+        "",
+        *bar_lines(result["bars"]),
+        "",
+        *model_table(models),
+        "",
+        *service_table(result.get("service")),
+        "",
+        *photo_lines(result.get("photos")),
+        "",
+        f"![LFW accuracy vs speed](bench/results/{plot_name})",
+        "",
+        README_END,
+    ]
     return "\n".join(lines)
 
 

@@ -104,22 +104,29 @@ def _wait_ready(server: Server, timeout: float) -> None:
 
 
 @contextmanager
-def running(manifest: Path, model: str | None, plan: LoadPlan, log_path: Path,
-            settings: dict[str, str] | None = None) -> Iterator[Server]:
+def running(
+    manifest: Path, model: str | None, plan: LoadPlan, log_path: Path, settings: dict[str, str] | None = None
+) -> Iterator[Server]:
     """``python -m service`` on a free port of 127.0.0.1, ready (``/readyz`` 200) on entry, stopped on exit.
 
     ``settings``: more ``FACE_*`` variables; the gallery is a file beside the log unless they name one.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("FACE_")}  # no operator settings leak in
-    env.update(FACE_HOST="127.0.0.1", FACE_PORT=str(_free_port()), FACE_MANIFEST=str(manifest),
-               FACE_THREADS=str(plan.threads), FACE_LOG_LEVEL="WARNING",
-               FACE_GALLERY_URL=f"sqlite:///{log_path.with_suffix('.gallery.db')}")
+    env.update(
+        FACE_HOST="127.0.0.1",
+        FACE_PORT=str(_free_port()),
+        FACE_MANIFEST=str(manifest),
+        FACE_THREADS=str(plan.threads),
+        FACE_LOG_LEVEL="WARNING",
+        FACE_GALLERY_URL=f"sqlite:///{log_path.with_suffix('.gallery.db')}",
+    )
     env.update(settings or {})
     if model:
         env["FACE_MODEL"] = model
     with log_path.open("wb") as log_file:
-        process = subprocess.Popen([sys.executable, "-m", "service"], cwd=REPO, env=env, stdout=log_file,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "service"], cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT
+        )
     server = Server(process, int(env["FACE_PORT"]), log_path)
     try:
         _wait_ready(server, plan.startup_timeout)
@@ -147,7 +154,6 @@ class RssSampler(threading.Thread):
             self.max_kib = max(self.max_kib, proc_status_kib(self.pid, "VmRSS") or 0)
 
 
-
 def stage_totals(port: int) -> dict[str, tuple[float, float]]:
     """``stage -> (seconds, count)`` of the server's pipeline stage histogram."""
     status, body = _get(port, "/metrics")
@@ -159,20 +165,25 @@ def stage_totals(port: int) -> dict[str, tuple[float, float]]:
     return {stage: (pair[0], pair[1]) for stage, pair in totals.items()}
 
 
-def _stage_means(before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]],
-                 requests: int) -> dict[str, Any]:
+def _stage_means(
+    before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]], requests: int
+) -> dict[str, Any]:
     """Per stage over the load: mean ms per call (per photo or per request) and per /verify request."""
     means = {}
     for stage, (seconds, count) in after.items():
         seconds0, count0 = before.get(stage, (0.0, 0.0))
         if count > count0:
-            means[stage] = {"mean_ms": (seconds - seconds0) / (count - count0) * 1000, "calls": int(count - count0),
-                            "per_request_ms": (seconds - seconds0) / max(requests, 1) * 1000}
+            means[stage] = {
+                "mean_ms": (seconds - seconds0) / (count - count0) * 1000,
+                "calls": int(count - count0),
+                "per_request_ms": (seconds - seconds0) / max(requests, 1) * 1000,
+            }
     return means
 
 
-def measure(manifest: Path, model: str | None, pairs: Sequence[PhotoPair], plan: LoadPlan,
-            log_path: Path) -> dict[str, Any]:
+def measure(
+    manifest: Path, model: str | None, pairs: Sequence[PhotoPair], plan: LoadPlan, log_path: Path
+) -> dict[str, Any]:
     """One server: start it, warm it up, run every concurrency level, read its memory and stage timings."""
     bodies = [multipart(pair) for pair in pairs]
     with running(manifest, model, plan, log_path) as server:
@@ -183,22 +194,33 @@ def measure(manifest: Path, model: str | None, pairs: Sequence[PhotoPair], plan:
         levels = []
         for concurrency in plan.concurrency:
             log.info("%s: %d requests at concurrency %d", model or "default model", plan.requests, concurrency)
-            levels.append(run_level(server.port, bodies, concurrency, plan.requests, plan.level_deadline,
-                                    plan.request_timeout))
+            levels.append(
+                run_level(server.port, bodies, concurrency, plan.requests, plan.level_deadline, plan.request_timeout)
+            )
         sampler.halt.set()
         sampler.join()
         after = stage_totals(server.port)
         peak_kib = proc_status_kib(server.process.pid, "VmHWM") or 0
         status, info = _get(server.port, "/info")
     stages = _stage_means(before, after, sum(level["sent"] for level in levels))
-    return {"manifest": str(manifest), "model": model, "threads": plan.threads, "pairs": len(bodies),
-            "startup_s": server.startup_seconds, "warmup_errors": warm["errors"], "levels": levels,
-            "peak_rss_mib": peak_kib / 1024, "max_sampled_rss_mib": sampler.max_kib / 1024,
-            "server_stages": stages, "info": json.loads(info) if status == 200 else None}
+    return {
+        "manifest": str(manifest),
+        "model": model,
+        "threads": plan.threads,
+        "pairs": len(bodies),
+        "startup_s": server.startup_seconds,
+        "warmup_errors": warm["errors"],
+        "levels": levels,
+        "peak_rss_mib": peak_kib / 1024,
+        "max_sampled_rss_mib": sampler.max_kib / 1024,
+        "server_stages": stages,
+        "info": json.loads(info) if status == 200 else None,
+    }
 
 
-def run(targets: dict[str, tuple[Path, str | None]], pairs: Sequence[PhotoPair], plan: LoadPlan,
-        log_dir: Path) -> dict[str, Any]:
+def run(
+    targets: dict[str, tuple[Path, str | None]], pairs: Sequence[PhotoPair], plan: LoadPlan, log_dir: Path
+) -> dict[str, Any]:
     """Benchmark each ``name -> (manifest, model)`` in turn (one server at a time), with the same photos."""
     results: dict[str, Any] = {"plan": {**plan.__dict__, "concurrency": list(plan.concurrency)}}
     log_dir.mkdir(parents=True, exist_ok=True)

@@ -58,8 +58,12 @@ class Stats:
 
     def per(self, items: int) -> dict[str, float | int]:
         """As a JSON object, scaled to per-item milliseconds (e.g. per face of a batch)."""
-        return {"median_ms": self.median_ms / items, "p90_ms": self.p90_ms / items,
-                "mean_ms": self.mean_ms / items, "n": self.n}
+        return {
+            "median_ms": self.median_ms / items,
+            "p90_ms": self.p90_ms / items,
+            "mean_ms": self.mean_ms / items,
+            "n": self.n,
+        }
 
 
 def summarise(values: Sequence[float]) -> Stats:

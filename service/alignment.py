@@ -100,6 +100,7 @@ def warp_antialiased(image: Image.Image, matrix: NDArray[np.float64], size: tupl
     reduced = image.reduce(factor, box=(left, top, right, bottom))
     # Pixel i of the reduced image averages source pixels [i*f, (i+1)*f): a source point p lands on
     # (p - corner + 0.5) / f - 0.5 of it, so the warp from the reduced image is the matrix after that map.
-    to_reduced = np.array([[factor, 0.0, left + 0.5 * factor - 0.5], [0.0, factor, top + 0.5 * factor - 0.5],
-                           [0.0, 0.0, 1.0]])
+    to_reduced = np.array(
+        [[factor, 0.0, left + 0.5 * factor - 0.5], [0.0, factor, top + 0.5 * factor - 0.5], [0.0, 0.0, 1.0]]
+    )
     return warp(reduced, (np.vstack([matrix, [0.0, 0.0, 1.0]]) @ to_reduced)[:2], size)

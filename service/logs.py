@@ -15,7 +15,10 @@ request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 # Attributes every LogRecord has; anything else was passed with ``extra=`` and is emitted as a field.
 # (uvicorn adds ``color_message``, an ANSI-coloured copy of the message: useless in JSON.)
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
-    "message", "asctime", "taskName", "color_message"
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
 }
 
 

@@ -17,24 +17,36 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "face_http_requests", "HTTP requests by route template, method and status code",
-            ["route", "method", "status"], registry=self.registry,
+            "face_http_requests",
+            "HTTP requests by route template, method and status code",
+            ["route", "method", "status"],
+            registry=self.registry,
         )
         self.latency = Histogram(
-            "face_http_request_duration_seconds", "Time from request to last response byte, by route",
-            ["route", "method"], buckets=_LATENCY_BUCKETS, registry=self.registry,
+            "face_http_request_duration_seconds",
+            "Time from request to last response byte, by route",
+            ["route", "method"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.stages = Histogram(
-            "face_pipeline_stage_duration_seconds", "Time per pipeline stage (decode, detect, align, embed)",
-            ["stage"], buckets=_STAGE_BUCKETS, registry=self.registry,
+            "face_pipeline_stage_duration_seconds",
+            "Time per pipeline stage (decode, detect, align, embed)",
+            ["stage"],
+            buckets=_STAGE_BUCKETS,
+            registry=self.registry,
         )
         self.faces_detected = Histogram(
-            "face_faces_detected", "Faces the detector found per photo",
-            buckets=(0, 1, 2, 3, 5, 10, 20), registry=self.registry,
+            "face_faces_detected",
+            "Faces the detector found per photo",
+            buckets=(0, 1, 2, 3, 5, 10, 20),
+            registry=self.registry,
         )
         self.model_info = Gauge(
-            "face_model_info", "The embedding model being served (value 1)",
-            ["name", "version", "sha256", "dim"], registry=self.registry,
+            "face_model_info",
+            "The embedding model being served (value 1)",
+            ["name", "version", "sha256", "dim"],
+            registry=self.registry,
         )
         self.ready = Gauge("face_ready", "1 when the models are loaded and warm", registry=self.registry)
 

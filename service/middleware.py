@@ -59,9 +59,18 @@ class RequestContext:
             # Probe and scrape traffic is routine: it goes to DEBUG unless it fails.
             quiet = scope["path"] in _ROUTINE_PATHS and status < 400
             access_log.log(
-                logging.DEBUG if quiet else logging.INFO, "%s %s %d", scope["method"], scope["path"], status,
-                extra={"method": scope["method"], "path": scope["path"], "route": route, "status": status,
-                       "duration_ms": round(seconds * 1000, 2)},
+                logging.DEBUG if quiet else logging.INFO,
+                "%s %s %d",
+                scope["method"],
+                scope["path"],
+                status,
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 2),
+                },
             )
             request_id_var.reset(token)
 

@@ -33,7 +33,10 @@ class FaceAPI(FastAPI):
         if self.openapi_schema:
             return self.openapi_schema
         schema = get_openapi(
-            title=self.title, version=self.version, summary=self.summary, description=self.description,
+            title=self.title,
+            version=self.version,
+            summary=self.summary,
+            description=self.description,
             routes=self.routes,
         )
         components = schema.setdefault("components", {})
@@ -51,8 +54,12 @@ class FaceAPI(FastAPI):
                 prop["minItems"] = prop["maxItems"] = self.embedding_dim
                 prop["contains"] = {"not": {"const": 0}}  # an all-zero vector has no direction
         components["securitySchemes"] = {
-            "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key",
-                       "description": "Needed on every route but /healthz and /readyz when FACE_API_KEYS is set"}
+            "ApiKey": {
+                "type": "apiKey",
+                "in": "header",
+                "name": "X-API-Key",
+                "description": "Needed on every route but /healthz and /readyz when FACE_API_KEYS is set",
+            }
         }
         self.openapi_schema = schema
         return schema

@@ -186,12 +186,20 @@ _DESCRIPTIONS = {
 
 
 _HEADERS: dict[int, dict[str, Any]] = {
-    503: {"headers": {"Retry-After": {"description": "Seconds to wait before retrying (sent with overloaded)",
-                                      "schema": {"type": "integer", "minimum": 1}}}},
+    503: {
+        "headers": {
+            "Retry-After": {
+                "description": "Seconds to wait before retrying (sent with overloaded)",
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        }
+    },
 }
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries with the ``{"error": ...}`` body for each status."""
-    return {status: {"model": ErrorResponse, "description": _DESCRIPTIONS[status], **_HEADERS.get(status, {})}
-            for status in statuses}
+    return {
+        status: {"model": ErrorResponse, "description": _DESCRIPTIONS[status], **_HEADERS.get(status, {})}
+        for status in statuses
+    }

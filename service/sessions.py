@@ -48,9 +48,7 @@ class SessionPool:
         path = resolve_file(self.manifest_path, file, sha256)
         if path not in self._sessions:
             try:
-                self._sessions[path] = ort.InferenceSession(
-                    str(path), self.options, providers=["CPUExecutionProvider"]
-                )
+                self._sessions[path] = ort.InferenceSession(str(path), self.options, providers=["CPUExecutionProvider"])
             # ORT raises its own exception types (Fail, InvalidProtobuf, ...); all mean the file is unusable.
             except Exception as exc:
                 raise ManifestError(f"ONNX Runtime cannot load model file {path}: {exc}") from exc

@@ -26,10 +26,16 @@ COMMITTED_MANIFEST = REPO / "models" / "manifest.json"
 # The teacher cache (git-ignored) is a stand-in while no model is committed; never used once one is.
 CACHED_MANIFEST = REPO / ".cache" / "teachers" / "manifest.json"
 
-SAME = [("Colin_Powell_0040.jpg", "Colin_Powell_0071.jpg"), ("Laura_Bush_0001.jpg", "Laura_Bush_0021.jpg"),
-        ("Serena_Williams_0001.jpg", "Serena_Williams_0014.jpg")]
-DIFFERENT = [("Colin_Powell_0040.jpg", "Laura_Bush_0001.jpg"), ("Laura_Bush_0021.jpg", "Serena_Williams_0001.jpg"),
-             ("Serena_Williams_0014.jpg", "Colin_Powell_0071.jpg")]
+SAME = [
+    ("Colin_Powell_0040.jpg", "Colin_Powell_0071.jpg"),
+    ("Laura_Bush_0001.jpg", "Laura_Bush_0021.jpg"),
+    ("Serena_Williams_0001.jpg", "Serena_Williams_0014.jpg"),
+]
+DIFFERENT = [
+    ("Colin_Powell_0040.jpg", "Laura_Bush_0001.jpg"),
+    ("Laura_Bush_0021.jpg", "Serena_Williams_0001.jpg"),
+    ("Serena_Williams_0014.jpg", "Colin_Powell_0071.jpg"),
+]
 GROUP = "Mark_Hurlbert_0004.jpg"  # two faces
 
 

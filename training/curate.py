@@ -122,8 +122,12 @@ def _test_split_number(file: str) -> int:
 
 
 def curate(
-    landmarks: dict[str, Landmarks], sface: dict[str, NDArray[np.float32]], lfw: NDArray[np.float32],
-    lfw_names: list[str], test: NDArray[np.float32], test_names: list[str],
+    landmarks: dict[str, Landmarks],
+    sface: dict[str, NDArray[np.float32]],
+    lfw: NDArray[np.float32],
+    lfw_names: list[str],
+    test: NDArray[np.float32],
+    test_names: list[str],
 ) -> dict[str, Decision]:
     """Apply the rules of the module docstring to every training set, in ``CURATED_SETS`` order."""
     wild = landmarks["celeba_wild"]
@@ -225,8 +229,16 @@ def write_decisions(decisions: dict[str, Decision], landmarks: dict[str, Landmar
 
 
 def summary_markdown(summary: dict[str, dict[str, int]]) -> str:
-    reasons = ["no_face", "too_small", "byte_duplicate", "celeba_test_split", "lfw_like", "celeba_test_like",
-               "holdout_like", "near_duplicate"]
+    reasons = [
+        "no_face",
+        "too_small",
+        "byte_duplicate",
+        "celeba_test_split",
+        "lfw_like",
+        "celeba_test_like",
+        "holdout_like",
+        "near_duplicate",
+    ]
     head = "| set | source | licence | images | " + " | ".join(reasons) + " | **kept** |"
     rows = [head, "|" + "---|" * (len(reasons) + 5)]
     for name, c in summary.items():
@@ -241,7 +253,8 @@ def summary_markdown(summary: dict[str, dict[str, int]]) -> str:
     total = sum(c["kept"] for c in summary.values())
     return (
         "# The curated training pool\n\nMade by `python -m training data` (`training/curate.py` says the rules, in the"
-        " order they apply). Every dropped file and why: `dropped.tsv`.\n\n" + "\n".join(rows)
+        " order they apply). Every dropped file and why: `dropped.tsv`.\n\n"
+        + "\n".join(rows)
         + f"\n\n**{total} faces kept** over {len(summary)} sets.\n"
     )
 
@@ -261,8 +274,10 @@ def stage_data(sources: Path | None, threads: int = 2) -> dict[str, Decision]:
         extract(sources, MORE)
     missing = [s.name for s in SOURCES if not (MORE / s.name).is_dir()]
     if missing:
-        raise FileNotFoundError(f"sources {missing} not in {MORE}: pass --sources DIR (the folder of the fetched "
-                                "or cloned repositories; see shared/data/more/README.md)")
+        raise FileNotFoundError(
+            f"sources {missing} not in {MORE}: pass --sources DIR (the folder of the fetched "
+            "or cloned repositories; see shared/data/more/README.md)"
+        )
     teachers = build_teachers()
     landmarks = {name: set_landmarks(name) for name in ALL_SETS}
     sface = {}
@@ -276,9 +291,7 @@ def stage_data(sources: Path | None, threads: int = 2) -> dict[str, Decision]:
     test_valid = ~np.isnan(landmarks["celeba_test"].points[:, 0, 0])
     test = l2n(sface["celeba_test"][test_valid])
     test_names = [f for f, v in zip(landmarks["celeba_test"].files, test_valid, strict=True) if v]
-    decisions = curate(
-        {n: landmarks[n] for n in CURATED_SETS}, sface, lfw, lfw_names, test, test_names
-    )
+    decisions = curate({n: landmarks[n] for n in CURATED_SETS}, sface, lfw, lfw_names, test, test_names)
     write_decisions(decisions, landmarks)
     return decisions
 

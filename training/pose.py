@@ -116,7 +116,8 @@ def markdown(table: dict[str, Any]) -> str:
         "# Accuracy by estimated yaw, CelebA test split (6,000 protocol pairs, 10-fold)\n\n"
         "Made by `python -m training.pose`. A pair's yaw is the larger of its two faces' (from the five landmarks,"
         " `training/pose.py`); accuracy at each fold's threshold picked on the other nine folds.\n\n"
-        + "\n".join(rows) + "\n"
+        + "\n".join(rows)
+        + "\n"
     )
 
 

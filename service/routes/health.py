@@ -32,8 +32,7 @@ async def readyz(state: StateDep) -> Status:
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text format"},
-               **error_responses(401)},
+    responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text format"}, **error_responses(401)},
     summary="Prometheus metrics",
 )
 async def metrics(metrics: MetricsDep) -> Response:

@@ -26,8 +26,12 @@ async def info(engine: EngineDep, settings: SettingsDep) -> InfoResponse:
         sha256=card.sha256,
         dim=card.dim,
         input=[
-            InputOut(width=c.input.width, height=c.input.height, colour_order=c.input.colour_order,
-                     flip_average=c.flip_average)
+            InputOut(
+                width=c.input.width,
+                height=c.input.height,
+                colour_order=c.input.colour_order,
+                flip_average=c.flip_average,
+            )
             for c in spec.components
         ],
         threshold=card.threshold,
@@ -39,9 +43,16 @@ async def info(engine: EngineDep, settings: SettingsDep) -> InfoResponse:
         description=spec.description,
         provenance=spec.provenance,
         components=[{"file": c.file, "sha256": c.sha256} for c in spec.components],
-        detector={"name": "YuNet", "score_threshold": detector.score_threshold,
-                  "nms_threshold": detector.nms_threshold, "max_side": detector.max_side},
-        limits={"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,
-                "max_images": settings.max_images},
+        detector={
+            "name": "YuNet",
+            "score_threshold": detector.score_threshold,
+            "nms_threshold": detector.nms_threshold,
+            "max_side": detector.max_side,
+        },
+        limits={
+            "max_upload_bytes": settings.max_upload_bytes,
+            "max_pixels": settings.max_pixels,
+            "max_images": settings.max_images,
+        },
         formats=list(SUPPORTED),
     )

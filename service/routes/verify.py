@@ -42,8 +42,10 @@ def verify(
 ) -> VerifyResponse:
     # A plain ``def``: FastAPI runs it in a worker thread, so decoding and ONNX Runtime never block the loop.
     started = time.perf_counter()
-    uploads = [read_upload(image1, "image1", settings.max_upload_bytes),
-               read_upload(image2, "image2", settings.max_upload_bytes)]
+    uploads = [
+        read_upload(image1, "image1", settings.max_upload_bytes),
+        read_upload(image2, "image2", settings.max_upload_bytes),
+    ]
     first, second = engine.analyse(uploads, require_single_face=require_single_face)
     similarity = cosine(first.embedding, second.embedding)
     return VerifyResponse(
@@ -90,13 +92,17 @@ def _check_models(card: ModelCard, model1: ModelRef | None, model2: ModelRef | N
     if model1 is not None and model2 is not None and model1 != model2:
         raise ModelMismatch(
             f"embedding1 comes from {_label(model1)} and embedding2 from {_label(model2)}: embeddings of different "
-            "models cannot be compared", field="model2")
+            "models cannot be compared",
+            field="model2",
+        )
     served = ModelRef.of(card)
     for field, ref in (("model1", model1), ("model2", model2)):
         if ref is not None and ref != served:
             raise ModelMismatch(
                 f"embedding{field[-1]} comes from {_label(ref)}, but this service serves {_label(served)}: embed the "
-                "photo again with the served model", field=field)
+                "photo again with the served model",
+                field=field,
+            )
 
 
 def _label(ref: ModelRef) -> str:

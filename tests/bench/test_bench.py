@@ -29,8 +29,22 @@ TEACHER_FILES = [TEACHERS / "manifest.json", TEACHERS / "sface_2021dec_fp32.onnx
 
 def quick(tmp_path: Path, *extra: str) -> dict[str, Any]:
     """``python -m bench --quick --models-only`` with one timing round into ``tmp_path``; the JSON it wrote."""
-    main(["--quick", "--models-only", "--repeats", "1", "--budget", "5", "--no-readme", "--out", str(tmp_path),
-          "--runs", str(tmp_path / "no-runs"), *extra])
+    main(
+        [
+            "--quick",
+            "--models-only",
+            "--repeats",
+            "1",
+            "--budget",
+            "5",
+            "--no-readme",
+            "--out",
+            str(tmp_path),
+            "--runs",
+            str(tmp_path / "no-runs"),
+            *extra,
+        ]
+    )
     (written,) = tmp_path.glob("*-quick.json")
     assert (tmp_path / written.name.replace(".json", ".md")).is_file()
     assert (tmp_path / "accuracy_vs_speed-quick.png").stat().st_size > 0
@@ -107,17 +121,26 @@ def test_quick_model_level_with_the_teachers(tmp_path: Path, teacher_cache: None
 
 def test_macs_of_conv_gemm_matmul_are_counted_exactly(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
-    weights = {"w": rng.normal(size=(8, 3, 3, 3)), "dw": rng.normal(size=(8, 1, 3, 3)),
-               "fc": rng.normal(size=(10, 8 * 4 * 4)), "m": rng.normal(size=(10, 5))}
-    nodes = [helper.make_node("Conv", ["x", "w"], ["a"], pads=[1, 1, 1, 1]),  # 8x8x8 out, 3*3*3 each
-             helper.make_node("Conv", ["a", "dw"], ["b"], strides=[2, 2], pads=[1, 1, 1, 1], group=8),  # 8x4x4, 9
-             helper.make_node("Flatten", ["b"], ["c"]),
-             helper.make_node("Gemm", ["c", "fc"], ["d"], transB=1),  # 10 outputs x 128
-             helper.make_node("MatMul", ["d", "m"], ["y"])]  # 5 outputs x 10
+    weights = {
+        "w": rng.normal(size=(8, 3, 3, 3)),
+        "dw": rng.normal(size=(8, 1, 3, 3)),
+        "fc": rng.normal(size=(10, 8 * 4 * 4)),
+        "m": rng.normal(size=(10, 5)),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["a"], pads=[1, 1, 1, 1]),  # 8x8x8 out, 3*3*3 each
+        helper.make_node("Conv", ["a", "dw"], ["b"], strides=[2, 2], pads=[1, 1, 1, 1], group=8),  # 8x4x4, 9
+        helper.make_node("Flatten", ["b"], ["c"]),
+        helper.make_node("Gemm", ["c", "fc"], ["d"], transB=1),  # 10 outputs x 128
+        helper.make_node("MatMul", ["d", "m"], ["y"]),
+    ]  # 5 outputs x 10
     graph = helper.make_graph(
-        nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 8, 8])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in weights.items()])
+        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in weights.items()],
+    )
     path = tmp_path / "tiny.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     expected = 8 * 8 * 8 * 27 + 8 * 4 * 4 * 9 + 10 * 128 + 5 * 10
@@ -151,16 +174,26 @@ def test_an_int8_graph_counts_the_parameters_and_macs_of_its_float_source(tmp_pa
 
 
 def _models(speedup: float, compression: float) -> list[dict[str, Any]]:
-    return [{"name": "s", "served_passes": 2, "vs_ensemble": {
-        "compression": compression, "speedup": {"t2": {"b1": {"served": speedup, "one_pass": 2 * speedup}}}}}]
+    return [
+        {
+            "name": "s",
+            "served_passes": 2,
+            "vs_ensemble": {
+                "compression": compression,
+                "speedup": {"t2": {"b1": {"served": speedup, "one_pass": 2 * speedup}}},
+            },
+        }
+    ]
 
 
 def _service(student_rps: float, p95: float, rss: float, errors: int = 0) -> dict[str, Any]:
     def level(rps: float, c: int) -> dict[str, Any]:
         return {"concurrency": c, "requests_per_s": rps, "p95_ms": p95, "errors": errors, "not_sent": 0}
 
-    return {"student": {"levels": [level(student_rps, 1), level(student_rps, 4)], "peak_rss_mib": rss},
-            "ensemble": {"levels": [level(10.0, 1), level(10.0, 4)], "peak_rss_mib": 900.0}}
+    return {
+        "student": {"levels": [level(student_rps, 1), level(student_rps, 4)], "peak_rss_mib": rss},
+        "ensemble": {"levels": [level(10.0, 1), level(10.0, 4)], "peak_rss_mib": 900.0},
+    }
 
 
 def test_bars_follow_the_measured_numbers() -> None:
@@ -182,8 +215,14 @@ def test_accuracy_is_tied_to_the_benchmarked_file(tmp_path: Path) -> None:
     (run / "results.json").write_text(json.dumps({"onnx_sha256": "a" * 64, "onnx_bytes": 10, "lfw": lfw}))
 
     def student(sha: str) -> dict[str, Any]:
-        return {"name": "s", "kind": "student", "run": "r1", "files": [{"sha256": sha, "bytes": 10}],
-                "manifest_lfw": {}, "source": "m"}
+        return {
+            "name": "s",
+            "kind": "student",
+            "run": "r1",
+            "files": [{"sha256": sha, "bytes": 10}],
+            "manifest_lfw": {},
+            "source": "m",
+        }
 
     matched, stale = student("a" * 64), student("b" * 64)
     accuracy.attach([matched, stale], tmp_path / "runs")

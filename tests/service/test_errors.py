@@ -43,8 +43,11 @@ def test_main_face_is_the_central_one(client: TestClient) -> None:
     [
         ({"image1": part(SAME[0][0])}, None, "image2"),
         ({}, {"threshold": "0.5"}, "image1"),
-        ({"image1": part(SAME[0][0]), "image2": part(SAME[0][1])}, {"require_single_face": "maybe"},
-         "require_single_face"),
+        (
+            {"image1": part(SAME[0][0]), "image2": part(SAME[0][1])},
+            {"require_single_face": "maybe"},
+            "require_single_face",
+        ),
     ],
     ids=["missing-image2", "no-files", "bad-bool"],
 )

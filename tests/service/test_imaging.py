@@ -112,8 +112,18 @@ def test_large_photo_detects_downscaled_and_crops_full_resolution(
         ("gif", "image/gif", 415, "unsupported_media_type"),
         ("bomb", "image/png", 413, "image_too_large"),
     ],
-    ids=["zero-byte", "truncated", "header-only", "garbage", "text", "text-octet", "pdf", "pdf-as-jpeg", "gif",
-         "pixel-bomb"],
+    ids=[
+        "zero-byte",
+        "truncated",
+        "header-only",
+        "garbage",
+        "text",
+        "text-octet",
+        "pdf",
+        "pdf-as-jpeg",
+        "gif",
+        "pixel-bomb",
+    ],
 )
 def test_bad_uploads(client: TestClient, data: bytes | str, content_type: str, status: int, code: str) -> None:
     if data == "truncated":

@@ -8,11 +8,20 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 ROUTES = {
-    "/verify": "post", "/verify/embeddings": "post", "/embed": "post", "/info": "get",
-    "/healthz": "get", "/readyz": "get", "/metrics": "get",
+    "/verify": "post",
+    "/verify/embeddings": "post",
+    "/embed": "post",
+    "/info": "get",
+    "/healthz": "get",
+    "/readyz": "get",
+    "/metrics": "get",
     # The gallery (first method of each path; tests/service/test_gallery_models.py checks all of them).
-    "/subjects": "post", "/subjects/{subject_id}": "get", "/subjects/{subject_id}/faces": "post",
-    "/subjects/{subject_id}/faces/{face_id}": "delete", "/identify": "post", "/subjects/{subject_id}/verify": "post",
+    "/subjects": "post",
+    "/subjects/{subject_id}": "get",
+    "/subjects/{subject_id}/faces": "post",
+    "/subjects/{subject_id}/faces/{face_id}": "delete",
+    "/identify": "post",
+    "/subjects/{subject_id}/verify": "post",
 }
 ERROR_REF = "#/components/schemas/ErrorResponse"
 

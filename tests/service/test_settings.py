@@ -21,9 +21,16 @@ def test_defaults() -> None:
 
 
 def test_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {"FACE_API_KEYS": " one ,two,, ", "FACE_MAX_UPLOAD_BYTES": "1234", "FACE_THREADS": "1",
-                        "FACE_MODEL": "student", "FACE_THRESHOLD": "0.42", "FACE_LOG_LEVEL": "debug",
-                        "FACE_PORT": "9000", "FACE_MANIFEST": "/tmp/m.json"}.items():
+    for name, value in {
+        "FACE_API_KEYS": " one ,two,, ",
+        "FACE_MAX_UPLOAD_BYTES": "1234",
+        "FACE_THREADS": "1",
+        "FACE_MODEL": "student",
+        "FACE_THRESHOLD": "0.42",
+        "FACE_LOG_LEVEL": "debug",
+        "FACE_PORT": "9000",
+        "FACE_MANIFEST": "/tmp/m.json",
+    }.items():
         monkeypatch.setenv(name, value)
     settings = get_settings()
     assert settings.api_keys == ["one", "two"]

@@ -110,14 +110,18 @@ def test_embeddings_endpoint_matches_verify(client: TestClient) -> None:
 def test_bad_embeddings_are_invalid_request(client: TestClient, body: object, field: str) -> None:
     dim = client.get("/info").json()["dim"]
     good = [0.5] * dim
-    body = {
-        "dim+1": {"embedding1": good, "embedding2": good + [0.5]},
-        "zeros": {"embedding1": [0.0] * dim, "embedding2": good},
-        "extra": {"embedding1": good, "embedding2": good, "threshold2": 0.3},
-        "threshold": {"embedding1": good, "embedding2": good, "threshold": 7},
-        "bool-threshold": {"embedding1": good, "embedding2": good, "threshold": False},
-        "string-values": {"embedding1": good, "embedding2": ["0.5"] * dim},
-    }.get(body, body) if isinstance(body, str) else body
+    body = (
+        {
+            "dim+1": {"embedding1": good, "embedding2": good + [0.5]},
+            "zeros": {"embedding1": [0.0] * dim, "embedding2": good},
+            "extra": {"embedding1": good, "embedding2": good, "threshold2": 0.3},
+            "threshold": {"embedding1": good, "embedding2": good, "threshold": 7},
+            "bool-threshold": {"embedding1": good, "embedding2": good, "threshold": False},
+            "string-values": {"embedding1": good, "embedding2": ["0.5"] * dim},
+        }.get(body, body)
+        if isinstance(body, str)
+        else body
+    )
     error = error_of(client.post("/verify/embeddings", json=body), 422, "invalid_request")
     assert error["field"] == field, error
 

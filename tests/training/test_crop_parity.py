@@ -25,7 +25,7 @@ LFW = sorted(str(p) for p in (Path(__file__).resolve().parent.parent / "data").g
 
 def _pool_sample() -> list[str]:
     try:
-        return [f for name in ("celeba", "celeba_wild", "utkface") for f in set_files(name)[:: 2000][:4]]
+        return [f for name in ("celeba", "celeba_wild", "utkface") for f in set_files(name)[::2000][:4]]
     except FileNotFoundError:
         return []
 

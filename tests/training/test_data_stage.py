@@ -51,7 +51,10 @@ def test_extract_source_takes_the_commit_strips_and_counts(tmp_path: Path) -> No
     source = Source("faces", "someone/faces", commit, ("faces",), 1, 2, "test", "test", only=r"\.jpg$")
     assert extract_source(source, mirror, tmp_path / "out") == 2
     assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*")) == [
-        "faces", "faces/a.jpg", "faces/sub", "faces/sub/b.jpg"
+        "faces",
+        "faces/a.jpg",
+        "faces/sub",
+        "faces/sub/b.jpg",
     ]
     # A second call finds the right count and does nothing; a wrong expected count is an error.
     assert extract_source(source, mirror, tmp_path / "out") == 2

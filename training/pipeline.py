@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from training.config import RunConfig, save_config
+from training.config import RunConfig, load_config, save_config
 from training.curate import curated_pool, seed_plain_view
 from training.data import POOL_SETS, Landmarks, landmarks_for, lfw_files, pool_files
 from training.embedding import aligned_crops, embed_crops
@@ -34,7 +34,10 @@ class Run:
         self.cfg = cfg
         self.dir = root / cfg.name
         self.dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, self.dir / "config.yaml")
+        saved = self.dir / "config.yaml"
+        # A stage call leaves the run's saved config alone unless it trains something else (another hash).
+        if not saved.exists() or load_config(saved).hash() != cfg.hash():
+            save_config(cfg, saved)
         self._teachers: dict[str, Teacher] | None = None
         self._pool: Landmarks | None = None
         self._lfw: Landmarks | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -21,3 +22,15 @@ def data_path(relative: str) -> Path:
     if relative.startswith(MORE_PREFIX):
         return MORE / relative[len(MORE_PREFIX) :]
     return DATA / relative
+
+
+def checkpoint_path(run_dir: Path) -> Path:
+    """Where a run's training checkpoint lives: in the cache, so that a fresh checkout on the same machine resumes
+    or warm-starts from it. Keyed by the run folder relative to the repository (``runs/<name>``; a folder elsewhere,
+    such as a test's, by its absolute path), so two run folders of one name never share a checkpoint. A checkpoint
+    left in the run folder by older code is used where it is the only one."""
+    where = run_dir.resolve()
+    key = str(where.relative_to(REPO)) if where.is_relative_to(REPO) else str(where)
+    cached = CACHE / "checkpoints" / f"{run_dir.name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}" / "checkpoint.pt"
+    legacy = run_dir / "checkpoint.pt"
+    return legacy if legacy.exists() and not cached.exists() else cached

@@ -47,7 +47,7 @@ from training.export import export_student
 from training.feature_cache import arcface_crop, onnx_runner
 from training.labels import pool_labels
 from training.neurons import NeuronSpace
-from training.paths import MODELS, REPO
+from training.paths import MODELS, REPO, checkpoint_path
 from training.pipeline import Run, holdout, lfw_teacher_outputs, neuron_space
 from training.quantize import fidelity, quantize_int8
 from training.report import replace_section
@@ -163,8 +163,8 @@ def stage_train(run: Run) -> Student:
 def _init_student(run: Run, chosen: list[int], init_from: str) -> Student:
     """The trained student ``init_from`` (``train.init_from``), after checking that it regresses the same neurons."""
     source = REPO / init_from
-    if not (source / "checkpoint.pt").exists():
-        raise FileNotFoundError(f"train.init_from: {source}/checkpoint.pt not found (train that run first)")
+    if not checkpoint_path(source).exists():
+        raise FileNotFoundError(f"train.init_from: {checkpoint_path(source)} not found (train that run first)")
     theirs, ours = NeuronSpace.load(source / "neurons.npz"), NeuronSpace.load(run.dir / "neurons.npz")
     same = (
         json.loads((source / "selection.json").read_text())["selected"] == chosen
@@ -181,7 +181,7 @@ def load_trained(run_dir: Path, student: StudentConfig) -> Student:
     """The student trained in ``run_dir`` (its last checkpoint), in eval mode."""
     student.out_dim = len(json.loads((run_dir / "selection.json").read_text())["selected"])
     model = Student(student)
-    model.load_state_dict(torch.load(run_dir / "checkpoint.pt", weights_only=False)["model"])
+    model.load_state_dict(torch.load(checkpoint_path(run_dir), weights_only=False)["model"])
     return model.eval()
 
 

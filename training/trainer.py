@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 from tqdm import tqdm
 
 from training.config import TrainConfig
+from training.paths import checkpoint_path
 from training.student import Student, StudentConfig, warm_start
 
 log = logging.getLogger(__name__)
@@ -161,7 +162,8 @@ def train_student(
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = len(data) // cfg.batch_size
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.15)
-    ckpt_path, history_path = run_dir / "checkpoint.pt", run_dir / "history.json"
+    ckpt_path, history_path = checkpoint_path(run_dir), run_dir / "history.json"
+    ckpt_path.parent.mkdir(parents=True, exist_ok=True)
     start, history, spent = 0, [], 0.0
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, weights_only=False)

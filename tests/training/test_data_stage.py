@@ -144,3 +144,16 @@ def test_fold_correct_scores_each_fold_at_the_threshold_of_the_others() -> None:
     pairs = Pairs(np.zeros(6, int), np.zeros(6, int), same, np.array([0, 0, 1, 1, 2, 2]))
     # Folds 0 and 1 are separable by the others' threshold; fold 2 is upside down, so it is wrong both times.
     assert fold_correct(scores, pairs).tolist() == [True, True, True, True, False, False]
+
+
+def test_checkpoints_live_in_the_cache_one_per_run_folder(tmp_path: Path) -> None:
+    from training.paths import CACHE, REPO, checkpoint_path
+
+    a, b = tmp_path / "x" / "run", tmp_path / "y" / "run"
+    assert checkpoint_path(a) != checkpoint_path(b)  # same name, other folders: never the same checkpoint
+    assert checkpoint_path(a).is_relative_to(CACHE / "checkpoints")
+    # A run of the repository keys by its path inside it, so a fresh checkout elsewhere finds the same file.
+    assert checkpoint_path(REPO / "runs" / "v2-deep").parent.name.startswith("v2-deep-")
+    a.mkdir(parents=True)
+    (a / "checkpoint.pt").write_bytes(b"old")  # left in the run folder by older code, and the only one
+    assert checkpoint_path(a) == a / "checkpoint.pt"

@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 from tqdm import tqdm
 
 from training.data import POOL_SETS, Landmarks, landmarks_for, lfw_files, set_files
-from training.embedding import aligned_crops, embed_crops
+from training.embedding import lfw_teacher_raw
 from training.feature_cache import CropSpec, Runner, ViewCache, arcface_crop, onnx_runner
 from training.holdout import holdout_mask
 from training.labels import pool_labels
@@ -82,17 +82,10 @@ def view0_outputs(teachers: dict[str, Teacher], threads: int = 2) -> dict[str, t
 
 
 def lfw_sface(teachers: dict[str, Teacher]) -> NDArray[np.float32]:
-    """Unit SFace embeddings of every LFW image (cached; the same file ``pipeline.lfw_teacher_outputs`` reads)."""
+    """Unit SFace embeddings of every LFW image (the evaluation's cached teacher outputs, extended to all)."""
     lfw = landmarks_for("lfw", lfw_files())
-    path = CACHE / "features" / "lfw" / "sface.npz"
-    if path.exists():
-        cached = dict(np.load(path))
-        if len(cached["index"]) == len(lfw.files):
-            return l2n(cached["raw"])
-    raw = embed_crops(aligned_crops(lfw, teachers["sface"].crop), onnx_runner(teachers["sface"].file))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, index=np.arange(len(lfw.files)), raw=raw)
-    return l2n(raw)
+    sface = teachers["sface"]
+    return l2n(lfw_teacher_raw("sface", sface.crop, sface.file, lfw, np.arange(len(lfw.files))))
 
 
 def max_cosine(

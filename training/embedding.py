@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
 from training.data import Landmarks, load_rgb
-from training.feature_cache import CropSpec
+from training.feature_cache import CropSpec, onnx_runner
+from training.paths import CACHE
 from training.views import crop_view
 
 Runner = Callable[[NDArray[np.uint8]], NDArray[np.float32]]
@@ -37,3 +39,21 @@ def embed_crops(
             out = out + runner(np.ascontiguousarray(part[:, :, ::-1]))
         outs.append(out)
     return np.concatenate(outs).astype(np.float32)
+
+
+def lfw_teacher_raw(
+    name: str, crop: CropSpec, model: Path, lfw: Landmarks, needed: NDArray[np.int64]
+) -> NDArray[np.float32]:
+    """``(N, dim)`` raw outputs of teacher ``name`` on LFW (rows ``needed`` filled; the rest zero), cached per teacher
+    in ``CACHE/features/lfw/<name>.npz`` and extended when a caller needs more images. Evaluation and the data
+    stage's LFW filter only: LFW never trains anything."""
+    path = CACHE / "features" / "lfw" / f"{name}.npz"
+    cached = dict(np.load(path)) if path.exists() else {}
+    if not cached or not set(needed.tolist()) <= set(cached["index"].tolist()):
+        raw = embed_crops(aligned_crops(lfw, crop, needed), onnx_runner(model))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cached = {"index": needed, "raw": raw}
+        np.savez(path, **cached)
+    full = np.zeros((len(lfw.files), cached["raw"].shape[1]), np.float32)
+    full[cached["index"]] = cached["raw"]
+    return full

@@ -87,9 +87,10 @@ class ViewCache:
         root.mkdir(parents=True, exist_ok=True)
         index = {"files": landmarks.files}
         index_path = root / "index.json"
-        if index_path.exists() and json.loads(index_path.read_text())["files"] != landmarks.files:
+        if not index_path.exists():
+            index_path.write_text(json.dumps(index))
+        elif json.loads(index_path.read_text())["files"] != landmarks.files:
             raise RuntimeError(f"{root} was built for another image list; move it away to rebuild")
-        index_path.write_text(json.dumps(index))
 
     def path(self, name: str, view: int) -> Path:
         return self.root / name / f"v{view:02d}.npy"

@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 from training.config import RunConfig, load_config, save_config
 from training.curate import curated_pool, seed_plain_view
 from training.data import POOL_SETS, Landmarks, landmarks_for, lfw_files, pool_files
-from training.embedding import aligned_crops, embed_crops
+from training.embedding import lfw_teacher_raw
 from training.evaluate import Pairs, Verification, cosine_scores, read_pairs, ten_fold
 from training.feature_cache import CropSpec, Runner, ViewCache, arcface_crop, onnx_runner
 from training.holdout import holdout_mask, holdout_pairs
@@ -41,6 +41,7 @@ class Run:
         self._teachers: dict[str, Teacher] | None = None
         self._pool: Landmarks | None = None
         self._lfw: Landmarks | None = None
+        self._cache: ViewCache | None = None
 
     @property
     def teachers(self) -> dict[str, Teacher]:
@@ -77,9 +78,11 @@ class Run:
         return self._lfw
 
     def cache(self) -> ViewCache:
-        cache = ViewCache(CACHE / "features" / self.pool_name, self.pool)
-        seed_plain_view(cache, tuple(self.cfg.data.sets))  # view 0 from the data stage's per-set caches, if there
-        return cache
+        """The pool's view cache (opened once per run; view 0 seeded from the data stage's per-set caches)."""
+        if self._cache is None:
+            self._cache = ViewCache(CACHE / "features" / self.pool_name, self.pool)
+            seed_plain_view(self._cache, tuple(self.cfg.data.sets))
+        return self._cache
 
     def lfw_pairs(self) -> Pairs:
         return read_pairs(self.lfw.files, self.cfg.data.lfw_pairs_per_fold)
@@ -103,20 +106,10 @@ def stage_features(run: Run) -> None:
 def lfw_teacher_outputs(run: Run, pairs: Pairs) -> dict[str, NDArray[np.float32]]:
     """Raw teacher outputs on the LFW images the pairs use (cached per teacher; evaluation only)."""
     needed = pairs.images()
-    out = {}
-    for name in run.cfg.teachers:
-        teacher = run.teachers[name]
-        path = CACHE / "features" / "lfw" / f"{name}.npz"
-        cached = dict(np.load(path)) if path.exists() else {}
-        if not cached or not set(needed) <= set(cached["index"]):
-            raw = embed_crops(aligned_crops(run.lfw, teacher.crop, needed), onnx_runner(teacher.file))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            cached = {"index": needed, "raw": raw}
-            np.savez(path, **cached)
-        full = np.zeros((len(run.lfw.files), 128), np.float32)
-        full[cached["index"]] = cached["raw"]
-        out[name] = full
-    return out
+    return {
+        name: lfw_teacher_raw(name, run.teachers[name].crop, run.teachers[name].file, run.lfw, needed)
+        for name in run.cfg.teachers
+    }
 
 
 def neuron_space(run: Run) -> NeuronSpace:

@@ -35,6 +35,10 @@ class TrainConfig:
     # matrices (off the diagonal), so that pairs of faces keep the teachers' similarity, not only each face its
     # target. 0 turns it off.
     relational_weight: float = 0.0
+    # In-batch contrastive term (training.trainer.contrastive_loss): InfoNCE of each face's student embedding
+    # against the batch's teacher targets, at this temperature. 0 turns it off.
+    contrastive_weight: float = 0.0
+    contrastive_temperature: float = 0.1
     threads: int = 2
     # Stop (keeping the last checkpoint) when this wall-clock budget is spent; None: run every epoch (a run that
     # must be reproducible stops on epochs only, never on time).
@@ -117,8 +121,11 @@ NOT_TRAINING_INPUTS: tuple[tuple[str, ...], ...] = (
 _ADDED_LATER: dict[tuple[str, ...], Any] = {
     ("export",): dataclasses.asdict(ExportConfig()),
     ("train", "relational_weight"): 0.0,
+    ("train", "contrastive_weight"): 0.0,
+    ("train", "contrastive_temperature"): 0.1,
     ("train", "mirror"): 0.0,
     ("student", "stem_blocks"): 0,
+    ("student", "reparam"): False,
     ("export", "calibration"): "minmax",
     ("export", "float_tail"): False,
     ("data", "curated"): False,

@@ -12,13 +12,20 @@ so we keep that shape and tune widths, depth, input size and the head:
 
 The head replaces the big flattened FC by a global depthwise conv (GDC, as in MobileFaceNet) so that
 parameters stay under the compression budget while keeping spatial weighting.
+
+``reparam`` trains every 3x3 conv as a structural re-parameterisation (RepVGG, Ding et al. 2021): a 3x3 conv,
+a 1x1 conv and, where shapes allow, an identity, each with its own BN, summed (:class:`RepConv`). All three are
+linear until the ReLU, so :meth:`Student.fused` folds them into the single 3x3 conv of the plain net: what is
+exported and served is the plain net, at the plain net's cost; only training sees the extra branches.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -35,18 +42,60 @@ class StudentConfig:
     hidden: int = 256
     out_dim: int = 256
     dropout: float = 0.0
+    reparam: bool = False  # train multi-branch convs (RepConv), served fused as the plain net (Student.fused)
 
 
-def _conv(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
+def _conv(cin: int, cout: int, stride: int = 1, reparam: bool = False) -> list[nn.Module]:
+    if reparam:
+        return [RepConv(cin, cout, stride), nn.ReLU(inplace=True)]
     return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+def _fold(conv: nn.Conv2d | None, bn: nn.BatchNorm2d, cin: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A conv (``None``: the identity) followed by an eval-mode BN, as one 3x3 kernel and a bias."""
+    if conv is None:
+        kernel = torch.zeros(bn.num_features, cin, 3, 3)
+        kernel[torch.arange(cin), torch.arange(cin), 1, 1] = 1.0
+    else:
+        kernel = conv.weight.detach()
+        if kernel.shape[-1] == 1:
+            kernel = F.pad(kernel, [1, 1, 1, 1])
+    assert bn.running_var is not None and bn.running_mean is not None  # BN layers here always track stats
+    scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+    return kernel * scale.view(-1, 1, 1, 1), bn.bias.detach() - bn.running_mean * scale
+
+
+class RepConv(nn.Module):
+    """``bn(conv3x3(x)) + bn(conv1x1(x)) [+ bn(x)]`` at training; :meth:`fold` gives the one 3x3 conv (kernel
+    and bias) it equals in eval mode. The identity branch exists when input and output shapes match."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
+        super().__init__()
+        self.cin = cin
+        self.conv3 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(cout)
+        self.conv1 = nn.Conv2d(cin, cout, 1, stride, 0, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.bn0 = nn.BatchNorm2d(cout) if cin == cout and stride == 1 else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.bn3(self.conv3(x)) + self.bn1(self.conv1(x))
+        return out + self.bn0(x) if self.bn0 is not None else out
+
+    def fold(self) -> tuple[torch.Tensor, torch.Tensor]:
+        branches: list[tuple[nn.Conv2d | None, nn.BatchNorm2d]] = [(self.conv3, self.bn3), (self.conv1, self.bn1)]
+        if self.bn0 is not None:
+            branches.append((None, self.bn0))
+        kernels, biases = zip(*(_fold(conv, bn, self.cin) for conv, bn in branches), strict=True)
+        return torch.stack(kernels).sum(0), torch.stack(biases).sum(0)
 
 
 class Residual(nn.Module):
     """``x + relu(bn(conv3x3(x)))``: an extra layer that starts close to the identity."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, reparam: bool = False) -> None:
         super().__init__()
-        self.body = nn.Sequential(*_conv(channels, channels))
+        self.body = nn.Sequential(*_conv(channels, channels, reparam=reparam))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         residual: torch.Tensor = self.body(x)
@@ -62,8 +111,9 @@ class Student(nn.Module):
     def __init__(self, cfg: StudentConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        layers: list[nn.Module] = _conv(3, cfg.channels[0], cfg.stem_stride)
-        layers += [Residual(cfg.channels[0]) for _ in range(cfg.stem_blocks)]
+        rep = cfg.reparam
+        layers: list[nn.Module] = _conv(3, cfg.channels[0], cfg.stem_stride, rep)
+        layers += [Residual(cfg.channels[0], rep) for _ in range(cfg.stem_blocks)]
         size = cfg.input_size // cfg.stem_stride
         if cfg.downsample not in ("pool", "stride"):
             raise ValueError(f"student.downsample must be 'pool' or 'stride', not {cfg.downsample!r}")
@@ -73,10 +123,10 @@ class Student(nn.Module):
             raise ValueError(f"student.blocks needs one count per stage ({stages}), got {blocks}")
         for cin, cout, extra in zip(cfg.channels[:-1], cfg.channels[1:], blocks, strict=True):
             if cfg.downsample == "stride":
-                layers += _conv(cin, cout, 2)
+                layers += _conv(cin, cout, 2, rep)
             else:
-                layers += [*_conv(cin, cout), nn.MaxPool2d(2)]
-            layers += [Residual(cout) for _ in range(extra)]
+                layers += [*_conv(cin, cout, reparam=rep), nn.MaxPool2d(2)]
+            layers += [Residual(cout, rep) for _ in range(extra)]
             size //= 2
         self.features = nn.Sequential(*layers)
         last = cfg.channels[-1]
@@ -97,6 +147,27 @@ class Student(nn.Module):
         x = (x - self.mean) * self.scale
         out: torch.Tensor = self.head(self.gdc(self.features(x)))
         return out
+
+    @torch.no_grad()
+    def fused(self) -> Student:
+        """The plain student (``reparam`` off) that computes what this one computes in eval mode: each
+        :class:`RepConv` folded into its 3x3 conv, whose BN then only adds the folded bias. A plain student is
+        returned as it is."""
+        if not self.cfg.reparam:
+            return self
+        plain = Student(dataclasses.replace(self.cfg, reparam=False))
+        plain.load_state_dict(self.state_dict(), strict=False)  # GDC, head and buffers: same names
+        reps = [m for m in self.features.modules() if isinstance(m, RepConv)]
+        convs = [m for m in plain.features.modules() if isinstance(m, nn.Conv2d)]
+        bns = [m for m in plain.features.modules() if isinstance(m, nn.BatchNorm2d)]
+        for rep, conv, bn in zip(reps, convs, bns, strict=True):
+            kernel, bias = rep.fold()
+            conv.weight.copy_(kernel)
+            bn.weight.fill_(1.0)
+            bn.bias.copy_(bias)
+            bn.running_mean.zero_()  # type: ignore[union-attr]  # tracked stats: never None here
+            bn.running_var.fill_(1.0 - bn.eps)  # type: ignore[union-attr]  # (x - 0) / sqrt(1 - eps + eps) = x
+        return plain.eval()
 
 
 def _stage_units(model: Student) -> list[list[tuple[str, ...]]]:
@@ -123,6 +194,8 @@ def warm_start(model: Student, source: Student) -> list[str]:
     block's ReLU sees only zeros, passes no gradient, and the block never trains.
     A narrower head (``hidden``) keeps the source's strongest hidden units (:func:`prune_head`): the parameters
     it frees can pay for more convolutions."""
+    if model.cfg.reparam or source.cfg.reparam:
+        raise ValueError("student warm start works on plain students only (student.reparam: false)")
     shared = ("input_size", "channels", "stem_stride", "downsample", "out_dim")
     differ = [name for name in shared if getattr(source.cfg, name) != getattr(model.cfg, name)]
     if model.cfg.hidden > source.cfg.hidden:

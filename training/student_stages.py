@@ -178,11 +178,12 @@ def _init_student(run: Run, chosen: list[int], init_from: str) -> Student:
 
 
 def load_trained(run_dir: Path, student: StudentConfig) -> Student:
-    """The student trained in ``run_dir`` (its last checkpoint), in eval mode."""
+    """The student trained in ``run_dir`` (its last checkpoint), in eval mode and as served: a re-parameterised
+    one fused into its plain net (:meth:`training.student.Student.fused`)."""
     student.out_dim = len(json.loads((run_dir / "selection.json").read_text())["selected"])
     model = Student(student)
     model.load_state_dict(torch.load(checkpoint_path(run_dir), weights_only=False)["model"])
-    return model.eval()
+    return model.eval().fused()
 
 
 def _split(run: Run) -> tuple[np.ndarray, Pairs]:

@@ -114,14 +114,26 @@ def mirror(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
 
 
 def regression_loss(pred: torch.Tensor, target: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
-    """L2 on standardised neurons plus a cosine term (verification compares by angle), plus an optional
-    relational term on the batch's pairwise cosines (:func:`relational_loss`)."""
+    """L2 on standardised neurons plus a cosine term (verification compares by angle), plus optional batch terms:
+    relational on the batch's pairwise cosines (:func:`relational_loss`), contrastive (:func:`contrastive_loss`)."""
     mse = F.mse_loss(pred, target)
     cos = 1 - F.cosine_similarity(pred, target, dim=1).mean()
     loss = cfg.mse_weight * mse + cfg.cos_weight * cos
     if cfg.relational_weight:
         loss = loss + cfg.relational_weight * relational_loss(pred, target)
+    if cfg.contrastive_weight:
+        loss = loss + cfg.contrastive_weight * contrastive_loss(pred, target, cfg.contrastive_temperature)
     return loss
+
+
+def contrastive_loss(pred: torch.Tensor, target: torch.Tensor, temperature: float) -> torch.Tensor:
+    """In-batch InfoNCE between student and teacher embeddings: each face's student embedding must be closer
+    (in cosine) to its own target than to the targets of the batch's other faces, by a margin the temperature
+    sets. The regression pulls each face towards its target; this term also pushes it away from the others',
+    which is what a verification threshold needs (the teachers' own training objective is of this kind)."""
+    s, t = F.normalize(pred, dim=1), F.normalize(target, dim=1)
+    logits = s @ t.T / temperature
+    return F.cross_entropy(logits, torch.arange(len(pred), device=pred.device))
 
 
 def relational_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
+import torch.nn.functional as F
 
-from training.student import Residual, Student, StudentConfig, parameter_count, warm_start
+from training.student import RepConv, Residual, Student, StudentConfig, parameter_count, warm_start
 
 
 def test_pool_and_stride_layouts_agree_on_shapes() -> None:
@@ -114,3 +117,48 @@ def test_a_narrower_head_keeps_the_hidden_units_that_weigh_most() -> None:
     torch.testing.assert_close(narrow.head[0].weight, wide.head[0].weight[strong])
     with pytest.raises(ValueError, match="hidden"):
         warm_start(wide, narrow)
+
+
+def _trained_bn(model: torch.nn.Module, seed: int = 0) -> None:
+    """Give every BN layer non-trivial running statistics and affine parameters, as training would."""
+    gen = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
+            n = m.num_features
+            m.weight.data = torch.rand(n, generator=gen) + 0.5
+            m.bias.data = torch.randn(n, generator=gen) * 0.1
+            m.running_mean = torch.randn(n, generator=gen) * 0.1
+            m.running_var = torch.rand(n, generator=gen) + 0.5
+
+
+@pytest.mark.parametrize("downsample", ["stride", "pool"])
+def test_a_reparameterised_student_fuses_into_the_plain_net_it_equals(downsample: str) -> None:
+    cfg = StudentConfig(64, [16, 24, 32, 48], downsample=downsample, blocks=[1, 1, 0], stem_blocks=1, out_dim=40)
+    rep = Student(dataclasses.replace(cfg, reparam=True))
+    _trained_bn(rep)
+    rep.eval()
+    fused = rep.fused()
+    assert not fused.cfg.reparam
+    assert parameter_count(fused) == parameter_count(Student(cfg))  # served at exactly the plain net's size
+    assert parameter_count(rep) > parameter_count(fused)  # the branches exist at training only
+    x = torch.rand(4, 3, 64, 64) * 255
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), rep(x), rtol=1e-4, atol=1e-4)
+    assert Student(cfg).fused() is not None and fused.fused() is fused  # a plain student is its own fusion
+
+
+def test_the_identity_branch_exists_only_where_shapes_match() -> None:
+    same, down = RepConv(8, 8), RepConv(8, 16, stride=2)
+    assert same.bn0 is not None and down.bn0 is None
+    _trained_bn(same)
+    same.eval()
+    kernel, bias = same.fold()
+    x = torch.randn(2, 8, 10, 10)
+    with torch.no_grad():
+        torch.testing.assert_close(F.conv2d(x, kernel, bias, padding=1), same(x), rtol=1e-4, atol=1e-5)
+
+
+def test_warm_start_refuses_a_reparameterised_student() -> None:
+    cfg = StudentConfig(64, [16, 32, 64, 128], out_dim=192)
+    with pytest.raises(ValueError, match="plain students only"):
+        warm_start(Student(dataclasses.replace(cfg, reparam=True)), Student(cfg))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from training.config import TrainConfig
-from training.trainer import mirror, regression_loss, relational_loss
+from training.trainer import contrastive_loss, mirror, regression_loss, relational_loss
 
 
 def test_relational_loss_compares_pairwise_cosines_only() -> None:
@@ -39,3 +39,22 @@ def test_mirror_flips_a_share_of_the_images_left_right_and_leaves_the_batch_alon
     kept = (out == x).flatten(1).all(1)
     assert (flipped | kept).all() and 16 < int(flipped.sum()) < 48
     torch.testing.assert_close(x, before)  # the caller's batch is not modified in place
+
+
+def test_contrastive_loss_rewards_each_face_for_matching_its_own_target_only() -> None:
+    torch.manual_seed(0)
+    target = torch.randn(32, 64)
+    own = contrastive_loss(target * 3.0, target, 0.1)  # scale-free: cosines only
+    shuffled = contrastive_loss(target[torch.randperm(32)], target, 0.1)
+    assert own < 0.01 < shuffled
+    # A student collapsed onto one direction cannot tell the batch's faces apart: about log(batch).
+    collapsed = contrastive_loss(target[:1].expand(32, -1), target, 0.1)
+    assert collapsed > 1.0
+
+
+def test_regression_loss_adds_the_contrastive_term_only_when_weighted() -> None:
+    torch.manual_seed(0)
+    pred, target = torch.randn(8, 16), torch.randn(8, 16)
+    plain = regression_loss(pred, target, TrainConfig())
+    cfg = TrainConfig(contrastive_weight=0.5, contrastive_temperature=0.2)
+    torch.testing.assert_close(regression_loss(pred, target, cfg), plain + 0.5 * contrastive_loss(pred, target, 0.2))

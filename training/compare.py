@@ -1,0 +1,150 @@
+"""Twins side by side on held-out data: the evidence a recipe lever is kept or dropped on.
+
+``python -m training.compare runs/A runs/B ... [--out runs/levers]`` scores the trained student of each run (its
+last checkpoint, fused as served, in float: the lever, not the int8 export, is what is compared) on
+
+* the **selection folds of the CelebA test split**: the protocol pairs of ``shared/data/celeba_test/pairs.tsv``
+  in folds 0-4 (3,000 pairs; each fold's threshold picked on the other four). These are the folds the operating
+  points are calibrated on; folds 5-9 and LFW stay unseen for the figures we report;
+* the **pool's held-out identities** (the run's own last history record: one pass, no flip).
+
+The selected teacher neurons of each run are scored the same way: the ceiling the student regresses towards.
+Nothing here trains: it reads checkpoints and the per-set cache of the CelebA test split (plain view 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from training.config import load_config
+from training.curate import set_cache, set_landmarks
+from training.evaluate import Pairs, cosine_scores, tar_at_far, ten_fold
+from training.feature_cache import onnx_runner
+from training.neurons import NeuronSpace
+from training.paths import MODELS
+from training.pose import protocol_pairs
+from training.student_stages import load_trained
+from training.trainer import predict
+
+log = logging.getLogger(__name__)
+
+SELECTION_FOLDS = (0, 1, 2, 3, 4)
+
+
+def selection_pairs(pairs: Pairs) -> Pairs:
+    keep = np.isin(pairs.fold, SELECTION_FOLDS)
+    return Pairs(pairs.left[keep], pairs.right[keep], pairs.same[keep], pairs.fold[keep])
+
+
+def _scores(embeddings: NDArray[np.floating], pairs: Pairs) -> dict[str, float]:
+    scores = cosine_scores(embeddings, pairs)
+    ver = ten_fold(scores, pairs)
+    return {
+        "accuracy": ver.accuracy,
+        "accuracy_std": ver.accuracy_std,
+        "auc": ver.roc_auc,
+        "tar_at_far_1e2": tar_at_far(scores, pairs.same, 1e-2),
+    }
+
+
+def _published(name: str, crops: NDArray[np.uint8]) -> NDArray[np.float32]:
+    """Embeddings of a single-component 64 px student of models/manifest.json, as served (its ONNX file)."""
+    component, *rest = json.loads((MODELS / "manifest.json").read_text())["models"][name]["components"]
+    if rest or component["input"]["width"] != crops.shape[1]:
+        raise ValueError(f"{name}: only single-component {crops.shape[1]} px students are supported here")
+    run = onnx_runner(MODELS / component["file"])
+    return np.concatenate([run(crops[lo : lo + 256]) for lo in range(0, len(crops), 256)])
+
+
+def compare(run_dirs: list[Path], models: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
+    lm = set_landmarks("celeba_test")
+    cache = set_cache("celeba_test", lm)
+    pairs = selection_pairs(protocol_pairs(lm.files))
+    needed = pairs.images()
+    raw_all = {t: np.asarray(cache.load(t, 0), np.float32) for t in ("sface", "dlib")}
+    out: dict[str, Any] = {"pairs": len(pairs.same), "folds": list(SELECTION_FOLDS), "runs": {}}
+    crops_by_size: dict[int, NDArray[np.uint8]] = {}
+    for run_dir in run_dirs:
+        cfg = load_config(run_dir / "config.yaml")
+        size = cfg.student.input_size
+        if size not in crops_by_size:
+            crops_by_size[size] = np.asarray(cache.load(f"arcface{size}", 0))
+        model = load_trained(run_dir, cfg.student)
+        chosen = json.loads((run_dir / "selection.json").read_text())["selected"]
+        space = NeuronSpace.load(run_dir / "neurons.npz")
+        student = np.zeros((len(lm.files), len(chosen)), np.float32)
+        student[needed] = predict(model, crops_by_size[size][needed])
+        teacher = space.transform({t: raw_all[t] for t in space.teachers})[:, chosen]
+        last = json.loads((run_dir / "history.json").read_text())[-1]
+        out["runs"][cfg.name] = {
+            "config_hash": cfg.hash(),
+            "epochs": last["epoch"],
+            "celeba_test_selection_folds": _scores(student, pairs),
+            "selected_teacher_neurons": _scores(teacher, pairs),
+            "holdout_1pass": {key: last[f"holdout_1pass_{key}"] for key in ("cos_to_teacher", "accuracy", "auc")},
+        }
+        log.info("%s: %s", cfg.name, json.dumps(out["runs"][cfg.name]["celeba_test_selection_folds"]))
+    for name in models:
+        crops = crops_by_size.get(64)
+        crops = np.asarray(cache.load("arcface64", 0)) if crops is None else crops
+        embedded = _published(name, crops[needed])
+        student = np.zeros((len(lm.files), embedded.shape[1]), np.float32)
+        student[needed] = embedded
+        out["runs"][f"{name} (published, ONNX)"] = {
+            "epochs": None,
+            "celeba_test_selection_folds": _scores(student, pairs),
+            "selected_teacher_neurons": None,
+            "holdout_1pass": {},
+        }
+    return out
+
+
+def markdown(table: dict[str, Any]) -> str:
+    rows = [
+        "| run | epochs | CelebA-test folds 0-4 accuracy | AUC | TAR @ FAR 1e-2 | held-out cosine | held-out accuracy |"
+        " held-out AUC | its teacher neurons (CelebA-test acc.) |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for name, r in table["runs"].items():
+        c, h, t = r["celeba_test_selection_folds"], r["holdout_1pass"], r["selected_teacher_neurons"]
+        held = f"{h['cos_to_teacher']:.4f} | {100 * h['accuracy']:.2f} % | {h['auc']:.4f}" if h else "- | - | -"
+        ceiling = f"{100 * t['accuracy']:.2f} %" if t else "-"
+        rows.append(
+            f"| {name} | {r['epochs'] or '-'} | {100 * c['accuracy']:.2f} ± {100 * c['accuracy_std']:.2f} %"
+            f" | {c['auc']:.4f} | {100 * c['tar_at_far_1e2']:.1f} % | {held} | {ceiling} |"
+        )
+    return (
+        "# Twins on held-out data\n\n"
+        f"Made by `python -m training.compare`. CelebA test split: the {table['pairs']} protocol pairs of folds"
+        " 0-4 (the selection folds; 5-9 and LFW are kept for reported figures), each fold's threshold picked on the"
+        " other four; the float student of each run's last checkpoint, fused as served, one pass. Held-out: the"
+        " pool's held-out identities (3,000 pairs), the run's last epoch.\n\n" + "\n".join(rows) + "\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.compare", description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders (runs/<name>) with a trained checkpoint")
+    parser.add_argument("--model", action="append", default=[], help="also a published student (manifest name)")
+    parser.add_argument("--out", type=Path, default=None, help="write README.md and compare.json here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    table = compare(args.runs, args.model)
+    text = markdown(table)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "compare.json").write_text(json.dumps(table, indent=1) + "\n")
+        (args.out / "README.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -30,6 +30,14 @@ from training.student_stages import stage_evaluate, stage_export, stage_select, 
 log = logging.getLogger(__name__)
 
 
+def variants(spec: dict[str, Any]) -> dict[str, list[str]]:
+    """Each variant's overrides of the spec's ``base`` config: its run name, the ``common`` ones, its own."""
+    return {
+        name: [f"name={spec['name']}-{name}", *spec["common"], *overrides]
+        for name, overrides in spec["variants"].items()
+    }
+
+
 def run_variant(base: Path, overrides: list[str], runs: Path) -> dict[str, Any]:
     run = Run(load_config(base, overrides), runs)
     if not (run.dir / "results.json").exists():
@@ -95,9 +103,9 @@ def main() -> None:
     spec = yaml.safe_load(args.config.read_text())
     base = REPO / spec["base"]
     rows = []
-    for name, overrides in spec["variants"].items():
-        log.info("ablation variant %s: %s", name, overrides)
-        rows.append(run_variant(base, [f"name={spec['name']}-{name}", *spec["common"], *overrides], args.runs))
+    for name, overrides in variants(spec).items():
+        log.info("ablation variant %s: %s", name, spec["variants"][name])
+        rows.append(run_variant(base, overrides, args.runs))
         write_summary(rows, args.runs / spec["name"], spec.get("title", "Ablation"), spec["budget"])
 
 

@@ -26,35 +26,11 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from training.config import load_config
 from training.paths import REPO
-
-if TYPE_CHECKING:  # imported in the functions at run time: the pipeline pulls in torch
-    from training.pipeline import Run
-
-STAGES = ["teachers", "align", "features", "evaluate-teachers", "select", "train", "export", "evaluate", "publish"]
-
-
-def run_stage(stage: str, run: Run) -> None:
-    from training import pipeline, report, student_stages
-    from training.teachers import write_teacher_manifest
-
-    actions: dict[str, Callable[[Run], object]] = {
-        "teachers": lambda r: write_teacher_manifest(r.teachers),
-        "align": pipeline.stage_align,
-        "features": pipeline.stage_features,
-        "evaluate-teachers": pipeline.stage_evaluate_teachers,
-        "select": student_stages.stage_select,
-        "train": student_stages.stage_train,
-        "export": student_stages.stage_export,
-        "evaluate": lambda r: (student_stages.stage_evaluate(r), report.write_run_report(r.dir)),
-        "publish": student_stages.stage_publish,
-    }
-    actions[stage](run)
+from training.stages import STAGES, run_stage
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         "out, or git clones); omit when they are already extracted",
     )
     parser.add_argument("--threads", type=int, default=2, help="data: ONNX Runtime threads per teacher")
-    parser.add_argument("--config", type=Path, help="YAML run config (training/configs/*.yaml)")
+    parser.add_argument("--config", type=Path, help="YAML run config (training/configs/**/*.yaml)")
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -98,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
     runs = args.runs or REPO / "runs"
     if args.stage == "data":
-        from training.curate import stage_data
+        from training.stages.data import stage_data
 
         stage_data(args.sources, args.threads)
         return 0
@@ -114,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
 
-    from training.pipeline import Run
+    from training.stages.run import Run
 
     run = Run(load_config(args.config, args.overrides), runs)
     for stage in STAGES if args.stage == "all" else [args.stage]:

@@ -41,7 +41,7 @@ from service.manifest import (
     save_manifest,
 )
 from service.sessions import SessionPool, load_component, load_detector, session_options
-from training.calibration_sets import (
+from training.data.calibration_sets import (
     CALIBRATION_FOLDS,
     CELEBA_TEST_IMAGES,
     HELD_OUT_FOLDS,

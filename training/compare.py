@@ -24,13 +24,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from training.config import load_config
-from training.curate import set_cache, set_landmarks
+from training.data.curate import set_cache, set_landmarks
+from training.data.feature_cache import onnx_runner
 from training.evaluate import Pairs, cosine_scores, tar_at_far, ten_fold
-from training.feature_cache import onnx_runner
 from training.neurons import NeuronSpace
 from training.paths import MODELS
-from training.pose import protocol_pairs
-from training.student_stages import load_trained
+from training.stages.train import load_trained
+from training.studies.pose import protocol_pairs
 from training.trainer import predict
 
 log = logging.getLogger(__name__)

@@ -64,8 +64,8 @@ class DataConfig:
     views: list[int] = field(default_factory=lambda: [0, 1])
     lfw_pairs_per_fold: int | None = None  # None = all 600 per fold
     fraction: float = 1.0  # train on this seeded random share of the pool's training images (learning curves)
-    # Read the sets through the data stage's curation (training/curate.py: its kept files only; the extra
-    # sources of training/sources.py need it). False: every file of the three original sets, as before.
+    # Read the sets through the data stage's curation (training/data/curate.py: its kept files only; the
+    # extra sources of training/data/sources.py need it). False: every file of the three original sets, as before.
     curated: bool = False
 
 

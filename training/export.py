@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import torch
 
-from training.feature_cache import onnx_runner
+from training.data.feature_cache import onnx_runner
 from training.student import Student
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from training.feature_cache import onnx_runner
+from training.data.feature_cache import onnx_runner
 
 log = logging.getLogger(__name__)
 

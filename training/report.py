@@ -133,7 +133,7 @@ def training_section(runs: Path, published: list[str]) -> str:
             int8 = ", int8" if r.get("quantization") else ""
             label = f"**student `{name}`** ({r['selected_neurons']} neurons of {'+'.join(r['teachers'])}{int8})"
             lines.append(_row(label, r["lfw"]).replace(") |", f") | {r['params'] / 1e3:.0f} k |", 1))
-    for study in ("ablation", "curve"):  # written by python -m training.ablation
+    for study in ("ablation", "curve"):  # written by python -m training.studies.ablation
         summary = runs / study / "summary.md"
         if summary.exists():
             title, _, *table = summary.read_text().splitlines()

@@ -42,7 +42,7 @@ def _find_config(run_name: str, configs: Path) -> Path:
             if load_config(path).name == run_name:
                 return path
         except (ValueError, TypeError, OSError):
-            continue  # a study spec (training.ablation), not a run config
+            continue  # a study spec (training.studies.ablation), not a run config
     raise FileNotFoundError(f"no config under {configs} names run {run_name!r}")
 
 
@@ -79,8 +79,8 @@ def lineage(target: str, configs: Path = REPO / "training" / "configs") -> list[
 
 def rebuild(chain: list[tuple[Path, RunConfig]], root: Path, publish: bool = False) -> Path:
     """Run every stage of every round into ``root``; returns the last round's folder."""
-    from training.__main__ import run_stage
-    from training.pipeline import Run
+    from training.stages import run_stage
+    from training.stages.run import Run
 
     previous: Path | None = None
     for k, (path, cfg) in enumerate(chain, 1):

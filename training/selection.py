@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from training.labels import PoolLabels
+from training.data.labels import PoolLabels
 
 # Attributes of the person: stable across photos, so neurons that encode them help to tell people apart.
 IDENTITY_ATTRIBUTES = {

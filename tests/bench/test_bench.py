@@ -99,8 +99,10 @@ def teacher_cache() -> None:
             return
         except ManifestError:
             pass
-    teachers = pytest.importorskip("training.teachers", reason="needs the [training] extras")
-    teachers.write_teacher_manifest(teachers.build_teachers())
+    build = pytest.importorskip("training.teachers.build", reason="needs the [training] extras")
+    from training.teachers.manifest import write_teacher_manifest
+
+    write_teacher_manifest(build.build_teachers())
 
 
 def test_quick_model_level_with_the_teachers(tmp_path: Path, teacher_cache: None) -> None:

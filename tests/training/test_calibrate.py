@@ -9,7 +9,7 @@ import pytest
 
 from service.manifest import load_manifest
 from training.calibrate import RESULTS, calibrate, calibration_engine
-from training.calibration_sets import CELEBA_TEST, CELEBA_TEST_IMAGES
+from training.data.calibration_sets import CELEBA_TEST, CELEBA_TEST_IMAGES
 from training.paths import DATA
 
 MANIFEST = Path(__file__).resolve().parents[2] / "models" / "manifest.json"

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from training.ablation import variants
 from training.config import NOT_TRAINING_INPUTS, RunConfig, load_config, read_tree, save_config, training_inputs
+from training.studies.ablation import variants
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "training" / "configs"
@@ -99,7 +99,7 @@ def test_published_models_record_their_runs_hash() -> None:
 
 
 def _configs() -> tuple[dict[str, list[Path]], dict[str, RunConfig]]:
-    """Run name -> the config files that name it, and each study variant's resolved config (training.ablation).
+    """Run name -> the config files that name it, and each study variant's resolved config (training.studies.ablation).
 
     A file without a ``name`` is a base (others inherit it); a file with ``variants`` is a study spec."""
     named: dict[str, list[Path]] = {}

@@ -1,9 +1,9 @@
 """One crop path: the crop training caches and evaluates on is the crop the service makes, bit for bit.
 
 The served crop comes from the real engine (decode, YuNet, main-face rule, ``service.cropping``) on the file's
-bytes; the training crop from ``training.data`` detection and ``training.views.crop_view`` (the plain view), as
-``python -m training features`` and ``evaluate`` make them. Faces larger than twice a crop's scale (LFW's and
-most pool faces for the 64 px student) go through the box reduction on both sides.
+bytes; the training crop from ``training.data.landmarks`` detection and ``training.data.views.crop_view`` (the
+plain view), as ``python -m training features`` and ``evaluate`` make them. Faces larger than twice a crop's
+scale (LFW's and most pool faces for the 64 px student) go through the box reduction on both sides.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import pytest
 
 from service.config import Settings
 from service.engine import Engine, Upload
-from training.data import detect_all, load_rgb, make_detector, set_files
+from training.data.landmarks import detect_all, make_detector
+from training.data.sets import load_rgb, set_files
+from training.data.views import crop_view
 from training.paths import data_path
-from training.views import crop_view
 
 LFW = sorted(str(p) for p in (Path(__file__).resolve().parent.parent / "data").glob("*_00*.jpg"))
 

@@ -10,13 +10,13 @@ import pytest
 from PIL import Image
 
 from training.config import load_config
-from training.curate import max_cosine
+from training.data.curate import max_cosine
+from training.data.feature_cache import view_for
+from training.data.sources import Source, extract_source, git_dir
+from training.data.views import CANVAS, CANVAS_TEMPLATE, RICH_FIRST, Mix, Occluder, View, render_view
 from training.evaluate import Pairs
-from training.feature_cache import view_for
-from training.pose import estimated_yaw, fold_correct
-from training.sources import Source, extract_source, git_dir
+from training.studies.pose import estimated_yaw, fold_correct
 from training.trainer import SampledViews
-from training.views import CANVAS, CANVAS_TEMPLATE, RICH_FIRST, Mix, Occluder, View, render_view
 
 PHOTO = Path(__file__).resolve().parent.parent / "data" / "Laura_Bush_0001.jpg"
 # Landmarks of that LFW photo's face (YuNet, rounded): the test needs a face, not a detector.

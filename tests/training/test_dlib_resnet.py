@@ -11,7 +11,9 @@ import torch
 from PIL import Image
 
 from service.manifest import sha256_of
-from training.dlib_resnet import (
+from training.export import parity
+from training.paths import DATA, MODELS
+from training.teachers.dlib_resnet import (
     CHIP_SIZE,
     DLIB_150_TEMPLATE,
     DlibFormatError,
@@ -21,8 +23,6 @@ from training.dlib_resnet import (
     load_dlib_resnet,
     read_dlib_dat,
 )
-from training.export import parity
-from training.paths import DATA, MODELS
 
 LFW = DATA / "lfw" / "images_deepfunneled"
 LFW_PHOTOS = [

@@ -10,7 +10,7 @@ import pytest
 
 from service.manifest import load_manifest
 from training.config import load_config
-from training.student_stages import student_entry
+from training.stages.publish import student_entry
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFEST = REPO / "models" / "manifest.json"

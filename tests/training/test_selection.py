@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.labels import PoolLabels
+from training.data.labels import PoolLabels
 from training.selection import SelectionConfig, fisher_ratio, greedy_select, select
 
 

@@ -22,8 +22,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from service.alignment import ARCFACE_112, template_for
-from training.data import Landmarks, load_rgb
-from training.views import IDENTITY, RICH_FIRST, View, random_view, render_view, rich_view
+from training.data.landmarks import Landmarks
+from training.data.sets import load_rgb
+from training.data.views import IDENTITY, RICH_FIRST, View, random_view, render_view, rich_view
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Ablations: several variants of one base run, trained side by side, in one summary table.
 
-``python -m training.ablation --config training/configs/ablation.yaml`` trains one student per variant
+``python -m training.studies.ablation --config training/configs/studies/ablation.yaml`` trains one student per variant
 (select -> train -> export -> evaluate) and writes ``runs/<name>/summary.{json,md}``.
 
 * ``ablation.yaml``: the variants differ only in which teacher neurons the student regresses: all of them,
@@ -24,8 +24,11 @@ import yaml
 
 from training.config import load_config
 from training.paths import REPO
-from training.pipeline import Run
-from training.student_stages import stage_evaluate, stage_export, stage_select, stage_train
+from training.stages.evaluate import stage_evaluate
+from training.stages.export import stage_export
+from training.stages.run import Run
+from training.stages.select import stage_select
+from training.stages.train import stage_train
 
 log = logging.getLogger(__name__)
 

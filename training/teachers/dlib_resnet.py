@@ -40,10 +40,10 @@ CHIP_SIZE = 150
 
 # Where YuNet's 5 landmarks (eye image-left, eye image-right, nose tip, mouth image-left, mouth image-right) land
 # in dlib's chip, get_face_chip(img, shape5, size=150, padding=0.25), which is made from dlib's own landmarks (eye
-# corners, nose base). Derived by ``python -m training.dlib_template``: on 290 training-pool faces (100 drawn from
-# each of CelebA-10k, CelebA-wild, UTKFace; no LFW) dlib's HOG detector + 5-point predictor gave the chip transform,
-# YuNet's landmarks on the original photo were mapped through it, and averaged (per-point std 3-7 px: the two
-# landmark sets disagree face by face, so no fixed template reproduces dlib's chip exactly). Validation on 206 other
+# corners, nose base). Derived by ``python -m training.teachers.dlib_template``: on 290 training-pool faces (100
+# drawn from each of CelebA-10k, CelebA-wild, UTKFace; no LFW) dlib's HOG detector + 5-point predictor gave the chip
+# transform, YuNet's landmarks on the original photo were mapped through it, and averaged (per-point std 3-7 px: the
+# two landmark sets disagree face by face, so no fixed template reproduces dlib's chip exactly). Validation on 206 other
 # pool faces, dlib descriptors on our crops (service.alignment.align onto this template) vs on dlib's chips:
 # Euclidean mean 0.184 (median 0.170, 95th pct 0.297; dlib's same-person threshold is 0.6), cosine mean 0.991
 # (min 0.960). The ArcFace template scaled to 150 px gives 0.632 / 0.903 instead.

@@ -1,7 +1,7 @@
-"""The training pool and LFW: file lists, labels, and face landmarks found by the service's own detector.
+"""Face landmarks of every image of a set, found by the service's own detector, cached per file list.
 
 Training and serving preprocess identically: landmarks come from ``service.detection`` (YuNet + the main-face
-rule) and crops from ``service.alignment``. LFW is read for evaluation only.
+rule) and crops from ``service.alignment``.
 """
 
 from __future__ import annotations
@@ -13,29 +13,13 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
-from PIL import Image
 from tqdm import tqdm
 
 from service.detection import DetectorConfig, FaceDetector, main_face_index
-from training.paths import CACHE, DATA, MODELS, MORE, MORE_PREFIX, data_path
+from training.data.sets import load_rgb
+from training.paths import CACHE, MODELS
 
 log = logging.getLogger(__name__)
-
-POOL_SETS = ("celeba", "celeba_wild", "utkface")
-_SET_DIRS = {
-    "celeba": "celeba/img_align_celeba_89x109",
-    "celeba_wild": "pool/celeba_wild_128",
-    "utkface": "pool/utkface_128",
-}
-# The extra sources (training.sources), extracted under MORE by ``python -m training data``.
-_MORE_DIRS = {
-    "fairface_45k": "fairface_45k/fair_face",
-    "celebahq_256": "celebahq_256",
-    "net_7876": "net_7876",
-    "caltech_webfaces": "caltech_webfaces/Caltech_WebFaces",
-    "mtfl_aflw_80": "mtfl_aflw_80/AFLW",
-    "celeba_test": "celeba_test",
-}
 
 
 @dataclass(frozen=True)
@@ -66,35 +50,6 @@ class Landmarks:
     def load(cls, path: Path) -> Landmarks:
         data = np.load(path)
         return cls([str(f) for f in data["files"]], data["points"], data["boxes"], data["scores"], data["faces"])
-
-
-def set_files(name: str, limit: int | None = None) -> list[str]:
-    """Sorted file names (see ``training.paths.data_path``) of one image set; the first ``limit``."""
-    if name in _SET_DIRS:
-        folder, prefix = DATA / _SET_DIRS[name], _SET_DIRS[name]
-    elif name in _MORE_DIRS:
-        folder, prefix = MORE / _MORE_DIRS[name], MORE_PREFIX + _MORE_DIRS[name]
-        if not folder.is_dir():
-            raise FileNotFoundError(f"{folder} is missing: run `python -m training data --sources DIR` first")
-    else:
-        raise ValueError(f"unknown image set {name!r}; known: {sorted(_SET_DIRS) + sorted(_MORE_DIRS)}")
-    names = sorted(str(p.relative_to(folder)) for p in folder.rglob("*.jpg"))
-    return [f"{prefix}/{n}" for n in names[:limit]]
-
-
-def pool_files(sets: tuple[str, ...] = POOL_SETS, limit: int | None = None) -> list[str]:
-    """Sorted relative paths of the training-pool images (never LFW); ``limit`` per set."""
-    return [f for name in sets for f in set_files(name, limit)]
-
-
-def lfw_files() -> list[str]:
-    folder = DATA / "lfw/images_deepfunneled"
-    return sorted(str(p.relative_to(DATA)) for p in folder.glob("*/*.jpg"))
-
-
-def load_rgb(relative: str) -> Image.Image:
-    with Image.open(data_path(relative)) as image:
-        return image.convert("RGB")
 
 
 def make_detector(threads: int = 2) -> FaceDetector:

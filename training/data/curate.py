@@ -1,9 +1,10 @@
-"""The data stage: extract the extra sources, detect, cache view 0 of every set, and curate the training pool.
+"""The curated training pool: which images of each set it keeps, and the per-set caches it is read from.
 
-Every image set (today's pool, the extra sources of ``training.sources`` and the CelebA test split) gets the
-service's detector and main-face rule (landmarks cached per set) and its plain teacher view (view 0: SFace,
-dlib and the student's crop, cached per set). Curation then walks the training sets in a fixed order (today's
-pool first, then the sources in ``SOURCES`` order, files sorted) and drops, with the first reason that applies:
+The data stage (``training.stages.data``) gives every image set (today's pool, the extra sources of
+``training.data.sources`` and the CelebA test split) the service's detector and main-face rule (landmarks cached
+per set) and its plain teacher view (view 0: SFace, dlib and the student's crop, cached per set). Curation then
+walks the training sets in a fixed order (today's pool first, then the sources in ``SOURCES`` order, files sorted)
+and drops, with the first reason that applies:
 
   no_face              the detector found no face
   too_small            the main face's eyes are under ``MIN_EYE_PX`` apart (14 px: the crops would enlarge it)
@@ -12,7 +13,7 @@ pool first, then the sources in ``SOURCES`` order, files sorted) and drops, with
   lfw_like             SFace cosine > 0.5 to an LFW image (LFW is test data; the current pool's rule)
   celeba_test_like     SFace cosine > 0.5 to a CelebA test-split image (extra sources only: CelebA-HQ is made
                        from CelebA photos, and the web sets hold celebrities that CelebA's test split may hold)
-  holdout_like         SFace cosine > 0.5 to an image of the pool's held-out identities (``training.holdout``;
+  holdout_like         SFace cosine > 0.5 to an image of the pool's held-out identities (``training.data.holdout``;
                        extra sources only), so that the held-out identities stay unseen in training
   near_duplicate       SFace cosine > 0.95 to an image kept before (the current pool's rule)
 
@@ -34,15 +35,14 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
-from training.data import POOL_SETS, Landmarks, landmarks_for, lfw_files, set_files
-from training.embedding import lfw_teacher_raw
-from training.feature_cache import CropSpec, Runner, ViewCache, arcface_crop, onnx_runner
-from training.holdout import holdout_mask
-from training.labels import pool_labels
+from training.data.feature_cache import ViewCache
+from training.data.holdout import holdout_mask
+from training.data.labels import pool_labels
+from training.data.landmarks import Landmarks, landmarks_for
+from training.data.sets import POOL_SETS, set_files
+from training.data.sources import BY_NAME, TRAINING_SOURCES
 from training.neurons import l2n
-from training.paths import CACHE, MORE, REPO, data_path
-from training.sources import BY_NAME, SOURCES, TRAINING_SOURCES, extract
-from training.teachers import Teacher, build_teachers
+from training.paths import CACHE, REPO, data_path
 
 log = logging.getLogger(__name__)
 
@@ -71,21 +71,6 @@ def set_landmarks_path(name: str) -> Path:
 
 def set_landmarks(name: str) -> Landmarks:
     return landmarks_for(f"set-{name}", set_files(name), set_landmarks_path(name))
-
-
-def view0_outputs(teachers: dict[str, Teacher], threads: int = 2) -> dict[str, tuple[CropSpec, Runner | None]]:
-    outputs: dict[str, tuple[CropSpec, Runner | None]] = {
-        t: (teachers[t].crop, onnx_runner(teachers[t].file, threads)) for t in ("sface", "dlib")
-    }
-    outputs[f"arcface{STUDENT_CROP}"] = (arcface_crop(STUDENT_CROP), None)
-    return outputs
-
-
-def lfw_sface(teachers: dict[str, Teacher]) -> NDArray[np.float32]:
-    """Unit SFace embeddings of every LFW image (the evaluation's cached teacher outputs, extended to all)."""
-    lfw = landmarks_for("lfw", lfw_files())
-    sface = teachers["sface"]
-    return l2n(lfw_teacher_raw("sface", sface.crop, sface.file, lfw, np.arange(len(lfw.files))))
 
 
 def max_cosine(
@@ -249,8 +234,8 @@ def summary_markdown(summary: dict[str, dict[str, int]]) -> str:
         )
     total = sum(c["kept"] for c in summary.values())
     return (
-        "# The curated training pool\n\nMade by `python -m training data` (`training/curate.py` says the rules, in the"
-        " order they apply). Every dropped file and why: `dropped.tsv`.\n\n"
+        "# The curated training pool\n\nMade by `python -m training data` (`training/data/curate.py` says the rules, in"
+        " the order they apply). Every dropped file and why: `dropped.tsv`.\n\n"
         + "\n".join(rows)
         + f"\n\n**{total} faces kept** over {len(summary)} sets.\n"
     )
@@ -263,34 +248,6 @@ def kept_files(name: str) -> list[str]:
         raise FileNotFoundError(f"{path} is missing: run `python -m training data` first")
     rows = (line.split("\t") for line in path.read_text().splitlines()[1:])
     return [r[0] for r in rows if r[1] == "1"]
-
-
-def stage_data(sources: Path | None, threads: int = 2) -> dict[str, Decision]:
-    """Extract (when ``sources`` is given), detect, cache view 0 of every set, curate."""
-    if sources is not None:
-        extract(sources, MORE)
-    missing = [s.name for s in SOURCES if not (MORE / s.name).is_dir()]
-    if missing:
-        raise FileNotFoundError(
-            f"sources {missing} not in {MORE}: pass --sources DIR (the folder of the fetched "
-            "or cloned repositories; see shared/data/more/README.md)"
-        )
-    teachers = build_teachers()
-    landmarks = {name: set_landmarks(name) for name in ALL_SETS}
-    sface = {}
-    outputs = view0_outputs(teachers, threads)
-    for name in ALL_SETS:
-        cache = set_cache(name, landmarks[name])
-        cache.build(0, outputs)
-        sface[name] = np.asarray(cache.load("sface", 0), np.float32)
-    lfw = lfw_sface(teachers)
-    lfw_names = landmarks_for("lfw", lfw_files()).files
-    test_valid = ~np.isnan(landmarks["celeba_test"].points[:, 0, 0])
-    test = l2n(sface["celeba_test"][test_valid])
-    test_names = [f for f, v in zip(landmarks["celeba_test"].files, test_valid, strict=True) if v]
-    decisions = curate({n: landmarks[n] for n in CURATED_SETS}, sface, lfw, lfw_names, test, test_names)
-    write_decisions(decisions, landmarks)
-    return decisions
 
 
 def curated_pool(sets: tuple[str, ...]) -> Landmarks:

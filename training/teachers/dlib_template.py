@@ -6,7 +6,7 @@ template. For each training-pool face, dlib's chip transform (from ``get_face_ch
 landmarks, found on the original photo, into the chip; their mean is the template. (That transform is exact:
 warping the photo with it through :func:`service.alignment.warp` reproduces dlib's chip pixel for pixel on these
 pool photos.) Validation compares dlib descriptors of our aligned crops with those of dlib's own chips, on faces
-not used for the mean. No LFW image is used. Run: ``python -m training.dlib_template``.
+not used for the mean. No LFW image is used. Run: ``python -m training.teachers.dlib_template``.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from PIL import Image
 
 from service.alignment import ARCFACE_112, align, template_for
 from service.detection import FaceDetector, main_face_index
-from training.dlib_resnet import CHIP_SIZE, DLIB_150_TEMPLATE, DlibResNet, dlib_model_path, load_dlib_resnet
 from training.paths import DATA, MODELS
+from training.teachers.dlib_resnet import CHIP_SIZE, DLIB_150_TEMPLATE, DlibResNet, dlib_model_path, load_dlib_resnet
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from training.data import lfw_files
+from training.data.sets import lfw_files
 from training.evaluate import Pairs, read_pairs
 from training.paths import CACHE, DATA
 

@@ -1,6 +1,6 @@
 """Accuracy by head pose on the CelebA test split: how far each model falls behind on faces turned away.
 
-``python -m training.pose [--model mobileid-ensemble-int8 ...]`` scores the 6,000 protocol pairs of
+``python -m training.studies.pose [--model mobileid-ensemble-int8 ...]`` scores the 6,000 protocol pairs of
 ``shared/data/celeba_test/pairs.tsv`` (10-fold: each fold's threshold picked on the other nine, as on LFW) for the
 teachers (SFace, dlib, their standardised concatenation) and the students named, and tabulates the accuracy of the
 pairs by the larger estimated yaw of their two faces. Every model sees the plain aligned crop of the data stage's
@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from training.curate import set_cache, set_landmarks
-from training.data import POOL_SETS
+from training.data.curate import set_cache, set_landmarks
+from training.data.feature_cache import onnx_runner
+from training.data.sets import POOL_SETS
 from training.evaluate import Pairs, _best_threshold, cosine_scores, roc_auc
-from training.feature_cache import onnx_runner
 from training.neurons import NeuronSpace
 from training.paths import DATA, MODELS, REPO
 
@@ -114,15 +114,15 @@ def markdown(table: dict[str, Any]) -> str:
         rows.append(f"| {name} | {100 * m['accuracy']:.2f} % | {cells} |")
     return (
         "# Accuracy by estimated yaw, CelebA test split (6,000 protocol pairs, 10-fold)\n\n"
-        "Made by `python -m training.pose`. A pair's yaw is the larger of its two faces' (from the five landmarks,"
-        " `training/pose.py`); accuracy at each fold's threshold picked on the other nine folds.\n\n"
+        "Made by `python -m training.studies.pose`. A pair's yaw is the larger of its two faces' (from the five"
+        " landmarks, `training/studies/pose.py`); accuracy at each fold's threshold picked on the other nine folds.\n\n"
         + "\n".join(rows)
         + "\n"
     )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.pose", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m training.studies.pose", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", action="append", default=None, help="student(s) of models/manifest.json")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "pose")
     args = parser.parse_args(argv)

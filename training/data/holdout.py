@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from training.data.labels import PoolLabels
 from training.evaluate import Pairs
-from training.labels import PoolLabels
 
 
 def holdout_mask(files: list[str], labels: PoolLabels) -> NDArray[np.bool_]:

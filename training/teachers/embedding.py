@@ -9,10 +9,11 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
-from training.data import Landmarks, load_rgb
-from training.feature_cache import CropSpec, onnx_runner
+from training.data.feature_cache import CropSpec, onnx_runner
+from training.data.landmarks import Landmarks
+from training.data.sets import load_rgb
+from training.data.views import crop_view
 from training.paths import CACHE
-from training.views import crop_view
 
 Runner = Callable[[NDArray[np.uint8]], NDArray[np.float32]]
 

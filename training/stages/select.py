@@ -1,0 +1,45 @@
+"""The ``select`` stage: MobileID neuron selection on the labelled pool (``training.selection``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+
+from training.data.labels import pool_labels
+from training.selection import plot_selection, save_selection, select
+from training.stages.run import Run, holdout, neuron_space
+
+log = logging.getLogger(__name__)
+
+
+def stage_select(run: Run) -> list[int]:
+    """Score and select teacher neurons on the labelled pool (view 0; held-out identities excluded)."""
+    cache = run.cache()
+    mask, _ = holdout(run)
+    train_rows = cache.valid & ~mask
+    space = neuron_space(run)
+    space.save(run.dir / "neurons.npz")
+    z = space.transform({t: np.asarray(cache.load(t, 0)) for t in run.cfg.teachers})[train_rows]
+    labels = pool_labels(run.pool.files)
+    sub = type(labels)(labels.attribute_names, labels.attributes[train_rows], labels.identity[train_rows])
+    chosen, scores, effects = select(z, sub, run.cfg.selection, seed=run.cfg.train.seed)
+    dims = {t: 128 for t in run.cfg.teachers}
+    save_selection(run.dir / "selection.json", chosen, scores, run.cfg.selection, dims)
+    plot_selection(
+        run.dir / "selection.png",
+        chosen,
+        scores,
+        effects,
+        labels.attribute_names,
+        f"{'+'.join(run.cfg.teachers)} ({run.cfg.selection.method})",
+    )
+    log.info("selected %d of %d neurons (%s)", len(chosen), z.shape[1], run.cfg.selection.method)
+    return chosen
+
+
+def selected(run: Run) -> list[int]:
+    """The teacher neurons the select stage chose (indices into the standardised concatenation)."""
+    chosen: list[int] = json.loads((run.dir / "selection.json").read_text())["selected"]
+    return chosen

@@ -1,0 +1,116 @@
+"""The ``train`` stage: the student regresses the selected teacher neurons on every cached view of the pool
+(``training.trainer``), scored each epoch on the held-out identities."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from training.config import load_config
+from training.evaluate import Pairs, cosine_scores, ten_fold
+from training.neurons import NeuronSpace
+from training.paths import REPO, checkpoint_path
+from training.stages.run import Run, pool_split
+from training.stages.select import selected
+from training.student import Student, StudentConfig
+from training.trainer import SampledViews, TrainData, predict, train_student
+
+log = logging.getLogger(__name__)
+
+
+def stage_train(run: Run) -> Student:
+    """Train the student on every cached view of the non-held-out pool (or a seeded share of its images)."""
+    cache = run.cache()
+    chosen = selected(run)
+    space = NeuronSpace.load(run.dir / "neurons.npz")
+    rows, pairs = pool_split(run)
+    fraction = run.cfg.data.fraction
+    if not 0 < fraction <= 1:
+        raise ValueError(f"data.fraction must be in (0, 1], got {fraction}")
+    if fraction < 1:
+        rng = np.random.default_rng(run.cfg.train.seed)
+        rows = np.sort(rng.choice(rows, max(1, round(fraction * len(rows))), replace=False))
+    crops, targets = [], []
+    sampled = run.cfg.train.views_per_epoch
+    for view in run.cfg.data.views:
+        mapped = cache.load(run.student_crop_name(), view)
+        crops.append(mapped if sampled else np.asarray(mapped)[rows])
+        raw = {t: np.asarray(cache.load(t, view))[rows] for t in run.cfg.teachers}
+        targets.append(space.transform(raw)[:, chosen])
+    data: TrainData | SampledViews
+    if sampled:
+        data = SampledViews(crops, targets, np.asarray(rows, np.int64), min(sampled, len(crops)))
+    else:
+        data = TrainData(np.concatenate(crops), np.concatenate(targets))
+    size = {"images": len(rows), "views": len(run.cfg.data.views), "samples": len(data)}
+    (run.dir / "train_data.json").write_text(json.dumps(size))
+    log.info(
+        "training on %d samples per epoch (%d images, %d views), %d targets",
+        len(data),
+        len(rows),
+        len(run.cfg.data.views),
+        len(chosen),
+    )
+    hold_idx = pairs.images()
+    hold_crops = np.asarray(cache.load(run.student_crop_name(), 0))[hold_idx]
+    hold_mirrored = np.ascontiguousarray(hold_crops[:, :, ::-1])  # once, not at every epoch's validation
+    hold_target = space.transform({t: np.asarray(cache.load(t, 0))[hold_idx] for t in run.cfg.teachers})[:, chosen]
+    remap = {int(i): k for k, i in enumerate(hold_idx)}
+    local = Pairs(
+        np.array([remap[int(i)] for i in pairs.left]),
+        np.array([remap[int(i)] for i in pairs.right]),
+        pairs.same,
+        pairs.fold,
+    )
+
+    def scores(pred: np.ndarray, prefix: str) -> dict[str, float]:
+        cos = np.sum(pred * hold_target, 1) / np.linalg.norm(pred, axis=1) / np.linalg.norm(hold_target, axis=1)
+        ver = ten_fold(cosine_scores(pred, local), local)
+        return {
+            f"{prefix}cos_to_teacher": float(cos.mean()),
+            f"{prefix}accuracy": ver.accuracy,
+            f"{prefix}auc": ver.roc_auc,
+        }
+
+    def validate(model: Student) -> dict[str, float]:
+        """Held-out scores of the flip-averaged student (``holdout_*``, as in every run's history) and of one
+        pass (``holdout_1pass_*``: what a student served without flip averaging delivers)."""
+        plain = predict(model, hold_crops)
+        mirrored = predict(model, hold_mirrored)
+        return {**scores(plain + mirrored, "holdout_"), **scores(plain, "holdout_1pass_")}
+
+    run.cfg.student.out_dim = len(chosen)
+    # The source run is loaded only if this run starts fresh (a resumed run needs nothing from it).
+    init_from = run.cfg.train.init_from
+    init = (lambda: _init_student(run, chosen, init_from)) if init_from else None
+    return train_student(run.cfg.train, run.cfg.student, data, run.dir, validate, init=init)
+
+
+def _init_student(run: Run, chosen: list[int], init_from: str) -> Student:
+    """The trained student ``init_from`` (``train.init_from``), after checking that it regresses the same neurons."""
+    source = REPO / init_from
+    if not checkpoint_path(source).exists():
+        raise FileNotFoundError(f"train.init_from: {checkpoint_path(source)} not found (train that run first)")
+    theirs, ours = NeuronSpace.load(source / "neurons.npz"), NeuronSpace.load(run.dir / "neurons.npz")
+    same = (
+        json.loads((source / "selection.json").read_text())["selected"] == chosen
+        and theirs.teachers == ours.teachers
+        and np.allclose(theirs.mean, ours.mean)
+        and np.allclose(theirs.std, ours.std)
+    )
+    if not same:
+        raise ValueError(f"train.init_from: {source} regresses other neurons than {run.dir}; warm start refused")
+    return load_trained(source, load_config(source / "config.yaml").student)
+
+
+def load_trained(run_dir: Path, student: StudentConfig) -> Student:
+    """The student trained in ``run_dir`` (its last checkpoint), in eval mode and as served: a re-parameterised
+    one fused into its plain net (:meth:`training.student.Student.fused`)."""
+    student.out_dim = len(json.loads((run_dir / "selection.json").read_text())["selected"])
+    model = Student(student)
+    model.load_state_dict(torch.load(checkpoint_path(run_dir), weights_only=False)["model"])
+    return model.eval().fused()

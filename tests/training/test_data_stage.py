@@ -14,8 +14,7 @@ from training.data.curate import max_cosine
 from training.data.feature_cache import view_for
 from training.data.sources import Source, extract_source, git_dir
 from training.data.views import CANVAS, CANVAS_TEMPLATE, RICH_FIRST, Mix, Occluder, View, render_view
-from training.evaluate import Pairs
-from training.studies.pose import estimated_yaw, fold_correct
+from training.studies.pose import estimated_yaw
 from training.trainer import SampledViews
 
 PHOTO = Path(__file__).resolve().parent.parent / "data" / "Laura_Bush_0001.jpg"
@@ -136,14 +135,6 @@ def test_estimated_yaw_is_zero_when_frontal_and_grows_as_the_nose_moves() -> Non
     turned = frontal.copy()
     turned[0, 2, 0] = 5 + 6.0  # nose 0.6 eye distances off the midpoint: tan(yaw) = 1
     np.testing.assert_allclose(estimated_yaw(np.concatenate([frontal, turned])), [0.0, 45.0], atol=1e-9)
-
-
-def test_fold_correct_scores_each_fold_at_the_threshold_of_the_others() -> None:
-    scores = np.array([0.9, 0.1, 0.8, 0.15, 0.3, 0.7])
-    same = np.array([True, False, True, False, True, False])
-    pairs = Pairs(np.zeros(6, int), np.zeros(6, int), same, np.array([0, 0, 1, 1, 2, 2]))
-    # Folds 0 and 1 are separable by the others' threshold; fold 2 is upside down, so it is wrong both times.
-    assert fold_correct(scores, pairs).tolist() == [True, True, True, True, False, False]
 
 
 def test_checkpoints_live_in_the_cache_one_per_run_folder(tmp_path: Path) -> None:

@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.evaluate import Pairs, _best_threshold, cosine_scores, roc_auc, tar_at_far, ten_fold
+from training.evaluate import (
+    Pairs,
+    _best_threshold,
+    cosine_scores,
+    fold_correct,
+    fold_thresholds,
+    roc_auc,
+    tar_at_far,
+    ten_fold,
+)
 
 
 def test_best_threshold_is_the_midpoint_below_the_most_accurate_cut() -> None:
@@ -51,6 +60,31 @@ def test_ten_fold_picks_each_folds_threshold_on_the_others() -> None:
     assert (result.accuracy, result.accuracy_std) == pytest.approx((0.75, 0.25))
     assert result.threshold_mean == pytest.approx(0.575)
     assert result.roc_auc == pytest.approx(0.75) and result.pairs == 4
+
+
+def _three_folds() -> tuple[np.ndarray, Pairs]:
+    scores = np.array([0.9, 0.1, 0.8, 0.15, 0.3, 0.7])
+    same = np.array([True, False, True, False, True, False])
+    return scores, Pairs(np.zeros(6, np.int64), np.zeros(6, np.int64), same, np.array([0, 0, 1, 1, 2, 2]))
+
+
+def test_fold_correct_scores_each_fold_at_the_threshold_of_the_others() -> None:
+    scores, pairs = _three_folds()
+    # Fold 0 from folds 1-2: sorted 0.15 (diff), 0.3 (same), 0.7 (diff), 0.8 (same): accepting from 0.3 up or only
+    # 0.8 gets 3 of 4; the first wins, halfway between 0.15 and 0.3. Fold 1 from folds 0 and 2 alike: (0.1 + 0.3) / 2.
+    # Fold 2 from folds 0-1: 0.1, 0.15 (diff) below 0.8, 0.9 (same): all 4 right halfway between 0.15 and 0.8.
+    assert fold_thresholds(scores, pairs) == pytest.approx({0: 0.225, 1: 0.2, 2: 0.475})
+    # Folds 0 and 1 are separated by those thresholds; fold 2 is upside down (same 0.3, different 0.7): both wrong.
+    assert fold_correct(scores, pairs).tolist() == [True, True, True, True, False, False]
+
+
+def test_ten_fold_is_fold_correct_averaged_per_fold() -> None:
+    """One implementation of the protocol: ten_fold's per-fold figures are fold_correct's, fold by fold."""
+    scores, pairs = _three_folds()
+    result, correct = ten_fold(scores, pairs), fold_correct(scores, pairs)
+    assert result.fold_accuracies == [float(correct[pairs.fold == k].mean()) for k in range(3)] == [1.0, 1.0, 0.0]
+    assert result.thresholds == list(fold_thresholds(scores, pairs).values())
+    assert result.accuracy == pytest.approx(2 / 3)
 
 
 def test_cosine_scores_normalise_first() -> None:

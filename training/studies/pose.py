@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 from training.data.curate import set_cache, set_landmarks
 from training.data.feature_cache import onnx_runner
 from training.data.sets import POOL_SETS
-from training.evaluate import Pairs, _best_threshold, cosine_scores, roc_auc
+from training.evaluate import Pairs, cosine_scores, fold_correct, roc_auc
 from training.neurons import NeuronSpace
 from training.paths import DATA, MODELS, REPO
 
@@ -44,16 +44,6 @@ def estimated_yaw(points: NDArray[np.floating]) -> NDArray[np.float64]:
     offset = np.sum((p[:, 2] - (p[:, 0] + p[:, 1]) / 2) * eyes, axis=1) / distance**2
     yaw: NDArray[np.float64] = np.degrees(np.arctan(np.abs(offset) / NOSE_DEPTH))
     return yaw
-
-
-def fold_correct(scores: NDArray[np.float64], pairs: Pairs) -> NDArray[np.bool_]:
-    """Per pair: right or wrong at its fold's threshold, picked on the other folds (the 10-fold protocol)."""
-    correct = np.zeros(len(scores), bool)
-    for k in np.unique(pairs.fold):
-        test = pairs.fold == k
-        t = _best_threshold(scores[~test], pairs.same[~test])
-        correct[test] = (scores[test] >= t) == pairs.same[test]
-    return correct
 
 
 def protocol_pairs(files: list[str]) -> Pairs:

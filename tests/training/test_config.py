@@ -81,7 +81,7 @@ def test_output_only_keys_leave_the_hash_alone(path: tuple[str, ...]) -> None:
 
 
 def test_the_hash_survives_save_and_load(tmp_path: Path) -> None:
-    cfg = load_config(CONFIGS / "ensemble_deep8.yaml")
+    cfg = load_config(CONFIGS / "published/residual/ensemble-deep8.yaml")
     save_config(cfg, tmp_path / "config.yaml")
     again = load_config(tmp_path / "config.yaml")
     assert again.hash() == cfg.hash() == yaml.safe_load((tmp_path / "config.yaml").read_text())["config_hash"]
@@ -117,8 +117,8 @@ def _configs() -> tuple[dict[str, list[Path]], dict[str, RunConfig]]:
 
 NAMED, STUDIES = _configs()
 COMMITTED = sorted(p.parent.name for p in RUNS.glob("*/config.yaml"))
-# The ablation ran before ensemble.yaml, its base, took the ablation's verdict (selection.redundancy 0) and its
-# own time budget (train.max_minutes 42): its variants resolve to other inputs than its six committed runs did.
+# The ablation ran before its base (published/plain/ensemble.yaml) took the ablation's verdict (selection.redundancy
+# 0) and its own time budget (train.max_minutes 42): its variants resolve to other inputs than its six runs did.
 STALE_STUDY = {name for name in STUDIES if name.startswith("ablation-")}
 STALE_REASON = "the ablation's base config changed after the ablation ran (redundancy, max_minutes)"
 

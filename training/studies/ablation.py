@@ -1,11 +1,11 @@
 """Ablations: several variants of one base run, trained side by side, in one summary table.
 
-``python -m training.studies.ablation --config training/configs/studies/ablation.yaml`` trains one student per variant
-(select -> train -> export -> evaluate) and writes ``runs/<name>/summary.{json,md}``.
+``python -m training.studies.ablation --config training/configs/studies/ablation.yaml`` trains one student per
+variant (select -> train -> export -> evaluate) and writes ``runs/<name>/summary.{json,md}``.
 
-* ``ablation.yaml``: the variants differ only in which teacher neurons the student regresses: all of them,
+* ``studies/ablation.yaml``: the variants differ only in which teacher neurons the student regresses: all of them,
   the MobileID energy selection (with and without its redundancy term), or a random subset of the same size.
-* ``learning_curve.yaml``: the variants differ only in how many training images (and views) the student
+* ``studies/learning-curve.yaml``: the variants differ only in how many training images (and views) the student
   sees, at the same number of training steps.
 
 Decisions are taken on the held-out CelebA-wild identities; LFW accuracy is reported beside them, never used
@@ -99,7 +99,7 @@ def write_summary(rows: list[dict[str, Any]], out: Path, title: str, budget: str
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--config", type=Path, default=REPO / "training/configs/ablation.yaml")
+    parser.add_argument("--config", type=Path, default=REPO / "training/configs/studies/ablation.yaml")
     parser.add_argument("--runs", type=Path, default=REPO / "runs")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

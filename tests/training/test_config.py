@@ -143,3 +143,14 @@ def test_every_committed_run_is_what_its_config_trains(run: str) -> None:
     cfg = load_config(NAMED[run][0]) if run in NAMED else STUDIES[run]
     assert training_inputs(cfg) == training_inputs(recorded)
     assert cfg.hash() == recorded.hash()
+
+
+def test_published_models_come_from_configs_under_published() -> None:
+    """A model of the manifest is made by a config of ``published/`` that publishes it under its name; no experiment
+    publishes (an experiment inherits a round's config, never its model name)."""
+    manifest = json.loads((REPO / "models/manifest.json").read_text())
+    for name, model in manifest["models"].items():
+        (path,) = NAMED[model["provenance"]["run"]]
+        assert path.is_relative_to(CONFIGS / "published") and load_config(path).publish_as == name, name
+    experiments = [p for paths in NAMED.values() for p in paths if p.is_relative_to(CONFIGS / "experiments")]
+    assert experiments and not [p for p in experiments if load_config(p).publish_as]

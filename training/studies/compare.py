@@ -1,6 +1,6 @@
 """Twins side by side on held-out data: the evidence a recipe lever is kept or dropped on.
 
-``python -m training.compare runs/A runs/B ... [--out runs/levers]`` scores the trained student of each run (its
+``python -m training.studies.compare runs/A runs/B ... [--out runs/levers]`` scores the trained student of each run (its
 last checkpoint, fused as served, in float: the lever, not the int8 export, is what is compared) on
 
 * the **selection folds of the CelebA test split**: the protocol pairs of ``shared/data/celeba_test/pairs.tsv``
@@ -122,7 +122,7 @@ def markdown(table: dict[str, Any]) -> str:
         )
     return (
         "# Twins on held-out data\n\n"
-        f"Made by `python -m training.compare`. CelebA test split: the {table['pairs']} protocol pairs of folds"
+        f"Made by `python -m training.studies.compare`. CelebA test split: the {table['pairs']} protocol pairs of folds"
         " 0-4 (the selection folds; 5-9 and LFW are kept for reported figures), each fold's threshold picked on the"
         " other four; the float student of each run's last checkpoint, fused as served, one pass. Held-out: the"
         " pool's held-out identities (3,000 pairs), the run's last epoch.\n\n" + "\n".join(rows) + "\n"
@@ -130,7 +130,7 @@ def markdown(table: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.compare", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m training.studies.compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (runs/<name>) with a trained checkpoint")
     parser.add_argument("--model", action="append", default=[], help="also a published student (manifest name)")
     parser.add_argument("--out", type=Path, default=None, help="write README.md and compare.json here")

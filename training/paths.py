@@ -25,12 +25,15 @@ def data_path(relative: str) -> Path:
 
 
 def checkpoint_path(run_dir: Path) -> Path:
-    """Where a run's training checkpoint lives: in the cache, so that a fresh checkout on the same machine resumes
-    or warm-starts from it. Keyed by the run folder relative to the repository (``runs/<name>``; a folder elsewhere,
-    such as a test's, by its absolute path), so two run folders of one name never share a checkpoint. A checkpoint
-    left in the run folder by older code is used where it is the only one."""
+    """Where a run's training checkpoint lives. A run folder of the repository (``runs/<name>``) keeps it in the
+    cache, keyed by that relative path, so that a fresh checkout on the same machine resumes or warm-starts from
+    it (a checkpoint left in the run folder by older code is used where it is the only one). A run folder outside
+    the repository (a test's, or ``reproduce``'s scratch folder in the cache) keeps it inside itself: no checkout
+    replaces it, and nothing is left behind in the cache when it is deleted."""
     where = run_dir.resolve()
-    key = str(where.relative_to(REPO)) if where.is_relative_to(REPO) else str(where)
+    if not where.is_relative_to(REPO):
+        return run_dir / "checkpoint.pt"
+    key = str(where.relative_to(REPO))
     cached = CACHE / "checkpoints" / f"{run_dir.name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}" / "checkpoint.pt"
     legacy = run_dir / "checkpoint.pt"
     return legacy if legacy.exists() and not cached.exists() else cached

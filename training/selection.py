@@ -91,7 +91,9 @@ class SelectionConfig:
     alpha: float = 1.0  # weight of identity-related attributes
     beta: float = 0.5  # weight of nuisance attributes (subtracted)
     redundancy: float = 2.0  # lambda on squared correlations
-    method: str = "energy"  # energy | random | all
+    # energy | random | all; or pca: not neurons but the `size` leading whitened principal components of all of
+    # them (training.neurons.whitened_components), the target lever of issue 13
+    method: str = "energy"
 
 
 def fisher_ratio(z: NDArray[np.float32], identity: NDArray[np.int64]) -> NDArray[np.float64]:
@@ -185,11 +187,15 @@ def select(
     z: NDArray[np.float32], labels: PoolLabels, cfg: SelectionConfig, seed: int = 0
 ) -> tuple[list[int], NeuronScores, NDArray[np.float64]]:
     """Selected neuron indices (sorted), their scores and the attribute effects."""
+    if cfg.method not in ("energy", "random", "all", "pca"):
+        raise ValueError(f"selection.method must be energy, random, all or pca, not {cfg.method!r}")
     scores, effects = score_neurons(z, labels, cfg)
     d = z.shape[1]
     size = cfg.size or d
     if cfg.method == "all" or size >= d:
         chosen = list(range(d))
+    elif cfg.method == "pca":
+        chosen = list(range(size))  # component indices: the select stage builds the basis
     elif cfg.method == "random":
         chosen = sorted(np.random.default_rng(seed).choice(d, size, replace=False).tolist())
     else:

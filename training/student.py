@@ -79,7 +79,10 @@ class RepConv(nn.Module):
         self.bn0 = nn.BatchNorm2d(cout) if cin == cout and stride == 1 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.bn3(self.conv3(x)) + self.bn1(self.conv1(x))
+        # torch 2.13 CPU corrupts the heap in the backward pass of a strided 1x1 conv on a channels-last input
+        # (the trainer's crops arrive as permuted NHWC): give that branch a contiguous NCHW copy.
+        x1 = x.contiguous() if self.conv1.stride != (1, 1) else x
+        out: torch.Tensor = self.bn3(self.conv3(x)) + self.bn1(self.conv1(x1))
         return out + self.bn0(x) if self.bn0 is not None else out
 
     def fold(self) -> tuple[torch.Tensor, torch.Tensor]:

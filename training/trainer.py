@@ -164,10 +164,12 @@ def train_student(
     run_dir: Path,
     validate: Callable[[Student], dict[str, float]],
     init: Callable[[], Student] | None = None,
+    config_hash: str | None = None,
 ) -> Student:
     """Train (or resume) a student in ``run_dir``; ``validate(model) -> dict`` is called after each epoch.
     A fresh run starts from the trained layers of the student ``init()`` loads, when given (see
-    :func:`training.student.warm_start`); a resumed run never calls it."""
+    :func:`training.student.warm_start`); a resumed run never calls it. ``config_hash`` (the run's training
+    inputs) is kept in the checkpoint: a checkpoint of other inputs is refused instead of resumed."""
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     model = Student(student_cfg)
@@ -179,6 +181,12 @@ def train_student(
     start, history, spent = 0, [], 0.0
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, weights_only=False)
+        theirs = ckpt.get("config_hash")  # absent from checkpoints written before it was recorded
+        if config_hash and theirs and theirs != config_hash:
+            raise ValueError(
+                f"{ckpt_path} was trained from other training inputs (config hash {theirs}, this run {config_hash}):"
+                " delete it to train afresh, or give the run another name"
+            )
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["opt"])
         sched.load_state_dict(ckpt["sched"])
@@ -228,6 +236,7 @@ def train_student(
                 "epoch": epoch + 1,
                 "history": history,
                 "seconds": spent,
+                "config_hash": config_hash,
             },
             ckpt_path,
         )

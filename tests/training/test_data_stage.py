@@ -137,14 +137,13 @@ def test_estimated_yaw_is_zero_when_frontal_and_grows_as_the_nose_moves() -> Non
     np.testing.assert_allclose(estimated_yaw(np.concatenate([frontal, turned])), [0.0, 45.0], atol=1e-9)
 
 
-def test_checkpoints_live_in_the_cache_one_per_run_folder(tmp_path: Path) -> None:
+def test_a_repository_run_keeps_its_checkpoint_in_the_cache_and_other_runs_keep_theirs(tmp_path: Path) -> None:
     from training.paths import CACHE, REPO, checkpoint_path
 
-    a, b = tmp_path / "x" / "run", tmp_path / "y" / "run"
-    assert checkpoint_path(a) != checkpoint_path(b)  # same name, other folders: never the same checkpoint
-    assert checkpoint_path(a).is_relative_to(CACHE / "checkpoints")
     # A run of the repository keys by its path inside it, so a fresh checkout elsewhere finds the same file.
-    assert checkpoint_path(REPO / "runs" / "v2-deep").parent.name.startswith("v2-deep-")
-    a.mkdir(parents=True)
-    (a / "checkpoint.pt").write_bytes(b"old")  # left in the run folder by older code, and the only one
+    ours = checkpoint_path(REPO / "runs" / "v2-deep")
+    assert ours.is_relative_to(CACHE / "checkpoints") and ours.parent.name.startswith("v2-deep-")
+    assert ours != checkpoint_path(REPO / "runs" / "elsewhere" / "v2-deep")  # same name, other folder
+    # A run folder outside the repository (a test's, a scratch rebuild's) keeps its checkpoint inside itself.
+    a = tmp_path / "x" / "run"
     assert checkpoint_path(a) == a / "checkpoint.pt"

@@ -82,3 +82,26 @@ def test_warm_start_on_half_the_images(smoke_run: Path) -> None:
     assert results["quantization"]["cosine_mean"] > 0.95  # int8 vs float on held-out crops
     assert results["lfw"]["pairs"] == results["lfw_fp32"]["pairs"] == 300
     assert abs(results["lfw"]["accuracy"] - results["lfw_fp32"]["accuracy"]) < 0.1
+
+
+def test_recipe_levers_run_end_to_end_and_ship_the_plain_net(smoke_run: Path) -> None:
+    """The three levers of issue 13 together on one epoch: a whitened-PCA target, re-parameterised convs and the
+    contrastive term. What is exported is the plain net: same convolutions and parameters as the smoke student."""
+    runs = smoke_run.parent
+    common = ["--config", str(CONFIG), "--runs", str(runs), "--set", "name=smoke-levers"]
+    common += ["--set", "selection.method=pca", "--set", "student.reparam=true", "--set", "train.epochs=1"]
+    common += ["--set", "train.contrastive_weight=0.5"]
+    for stage in ("select", "train", "export", "evaluate"):
+        assert main([stage, *common]) == 0
+    levers = runs / "smoke-levers"
+    basis = np.load(levers / "neurons.npz")["basis"]
+    assert basis.shape == (256, 48)
+    assert json.loads((levers / "selection.json").read_text())["selected"] == list(range(48))
+    convs = [
+        [n.op_type for n in onnx.load(str(d / "student.onnx")).graph.node if n.op_type == "Conv"]
+        for d in (smoke_run, levers)
+    ]
+    assert len(convs[0]) == len(convs[1])
+    results = [json.loads((d / "results.json").read_text()) for d in (smoke_run, levers)]
+    assert results[0]["params"] == results[1]["params"]
+    assert results[1]["lfw"]["pairs"] == 300

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from training.data.labels import PoolLabels
+from training.neurons import NeuronSpace, whitened_components
 from training.selection import SelectionConfig, fisher_ratio, greedy_select, select
 
 
@@ -55,3 +59,38 @@ def test_all_and_seeded_random_selection() -> None:
     assert select(z, labels, SelectionConfig(size=2, method="all"))[0] == [0, 1, 2]
     first = select(z, labels, SelectionConfig(size=2, method="random"), seed=3)[0]
     assert len(set(first)) == 2 and first == select(z, labels, SelectionConfig(size=2, method="random"), seed=3)[0]
+
+
+def test_whitened_components_decorrelate_and_keep_the_leading_directions() -> None:
+    rng = np.random.default_rng(0)
+    mixing = rng.normal(size=(6, 6))
+    z = (rng.normal(size=(4000, 6)) * np.array([5.0, 3.0, 2.0, 1.0, 0.5, 0.1])) @ mixing
+    basis = whitened_components(z, 3)
+    w = (z - z.mean(axis=0)) @ basis
+    np.testing.assert_allclose(np.cov(w, rowvar=False), np.eye(3), atol=1e-4)  # white
+    # The three kept directions carry most of the variance: the part of z they leave out is small.
+    leading = np.linalg.svd(z - z.mean(axis=0), full_matrices=False)[2][:3]
+    kept = np.linalg.svd(basis.T, full_matrices=False)[2]
+    assert np.allclose(np.abs(np.linalg.svd(leading @ kept.T)[1]), 1.0, atol=1e-3)  # same subspace
+    np.testing.assert_array_equal(basis, whitened_components(z, 3))  # reproducible, signs included
+
+
+def test_a_space_with_a_basis_maps_to_components_and_survives_saving(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    raw = {"a": rng.normal(size=(500, 8)), "b": rng.normal(size=(500, 8))}
+    space = NeuronSpace.fit(raw)
+    pca = dataclasses.replace(space, basis=whitened_components(space.transform(raw), 5))
+    assert pca.transform(raw).shape == (500, 5)
+    pca.save(tmp_path / "n.npz")
+    back = NeuronSpace.load(tmp_path / "n.npz")
+    assert back.same_as(pca) and not back.same_as(space) and not space.same_as(pca)
+    np.testing.assert_array_equal(back.transform(raw), pca.transform(raw))
+
+
+def test_pca_selects_component_indices_and_unknown_methods_are_refused() -> None:
+    z = np.random.default_rng(2).normal(size=(200, 10)).astype(np.float32)
+    labels = PoolLabels(["Male", "Smiling"], np.sign(z[:, :2]), np.arange(200) // 2)
+    chosen, _, _ = select(z, labels, SelectionConfig(size=4, method="pca"))
+    assert chosen == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="selection.method"):
+        select(z, labels, SelectionConfig(size=4, method="pcaa"))

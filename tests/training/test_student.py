@@ -162,3 +162,18 @@ def test_warm_start_refuses_a_reparameterised_student() -> None:
     cfg = StudentConfig(64, [16, 32, 64, 128], out_dim=192)
     with pytest.raises(ValueError, match="plain students only"):
         warm_start(Student(dataclasses.replace(cfg, reparam=True)), Student(cfg))
+
+
+def test_a_reparameterised_student_trains_on_the_trainers_channels_last_crops() -> None:
+    """The trainer's crops are NHWC uint8 permuted to NCHW (channels-last strides). torch 2.13's CPU backward of a
+    strided 1x1 conv on such an input corrupts the heap (the process aborts), which RepConv works around."""
+    torch.manual_seed(0)
+    model = Student(StudentConfig(64, [8, 16, 16, 32], downsample="stride", blocks=[1, 0, 0], out_dim=8, reparam=True))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    for batch in (64, 23):
+        x = (torch.rand(batch, 64, 64, 3) * 255).permute(0, 3, 1, 2)
+        loss = model(x).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()  # type: ignore[no-untyped-call]
+        opt.step()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)

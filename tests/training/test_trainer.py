@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
+import pytest
 import torch
 
 from training.config import TrainConfig
-from training.trainer import contrastive_loss, mirror, regression_loss, relational_loss
+from training.paths import checkpoint_path
+from training.student import StudentConfig
+from training.trainer import TrainData, contrastive_loss, mirror, regression_loss, relational_loss, train_student
 
 
 def test_relational_loss_compares_pairwise_cosines_only() -> None:
@@ -58,3 +64,18 @@ def test_regression_loss_adds_the_contrastive_term_only_when_weighted() -> None:
     plain = regression_loss(pred, target, TrainConfig())
     cfg = TrainConfig(contrastive_weight=0.5, contrastive_temperature=0.2)
     torch.testing.assert_close(regression_loss(pred, target, cfg), plain + 0.5 * contrastive_loss(pred, target, 0.2))
+
+
+def test_a_checkpoint_of_other_training_inputs_is_refused_not_resumed(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    data = TrainData(rng.integers(0, 256, (32, 64, 64, 3), dtype=np.uint8), rng.normal(size=(32, 8)).astype(np.float32))
+    student = StudentConfig(64, [8, 16, 16, 32], downsample="stride", hidden=16, out_dim=8)
+    cfg = TrainConfig(epochs=1, batch_size=16, threads=1, max_minutes=None)
+    run = tmp_path / "run"
+    run.mkdir()
+    train_student(cfg, student, data, run, lambda model: {}, config_hash="aaaa")
+    assert checkpoint_path(run).exists()
+    # The same inputs resume (nothing left to train); other inputs are refused with a message that says what to do.
+    train_student(cfg, student, data, run, lambda model: {}, config_hash="aaaa")
+    with pytest.raises(ValueError, match="other training inputs"):
+        train_student(cfg, student, data, run, lambda model: {}, config_hash="bbbb")

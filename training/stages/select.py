@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 
 import numpy as np
 
 from training.data.labels import pool_labels
+from training.neurons import whitened_components
 from training.selection import plot_selection, save_selection, select
 from training.stages.run import Run, holdout, neuron_space
 
@@ -26,6 +28,14 @@ def stage_select(run: Run) -> list[int]:
     sub = type(labels)(labels.attribute_names, labels.attributes[train_rows], labels.identity[train_rows])
     chosen, scores, effects = select(z, sub, run.cfg.selection, seed=run.cfg.train.seed)
     dims = {t: 128 for t in run.cfg.teachers}
+    if run.cfg.selection.method == "pca":
+        # The target is a projection, not a subset: the run's space maps to its whitened components, and the
+        # "selected" indices are all of them (every later stage reads the target as space.transform(...)[:, chosen]).
+        space = dataclasses.replace(space, basis=whitened_components(z, len(chosen)))
+        space.save(run.dir / "neurons.npz")
+        save_selection(run.dir / "selection.json", chosen, scores, run.cfg.selection, dims)
+        log.info("target: %d whitened principal components of %d neurons", len(chosen), z.shape[1])
+        return chosen
     save_selection(run.dir / "selection.json", chosen, scores, run.cfg.selection, dims)
     plot_selection(
         run.dir / "selection.png",

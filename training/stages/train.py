@@ -87,7 +87,7 @@ def stage_train(run: Run) -> Student:
     # The source run is loaded only if this run starts fresh (a resumed run needs nothing from it).
     init_from = run.cfg.train.init_from
     init = (lambda: _init_student(run, chosen, init_from)) if init_from else None
-    return train_student(run.cfg.train, run.cfg.student, data, run.dir, validate, init=init)
+    return train_student(run.cfg.train, run.cfg.student, data, run.dir, validate, init=init, config_hash=run.cfg.hash())
 
 
 def _init_student(run: Run, chosen: list[int], init_from: str) -> Student:
@@ -96,12 +96,7 @@ def _init_student(run: Run, chosen: list[int], init_from: str) -> Student:
     if not checkpoint_path(source).exists():
         raise FileNotFoundError(f"train.init_from: {checkpoint_path(source)} not found (train that run first)")
     theirs, ours = NeuronSpace.load(source / "neurons.npz"), NeuronSpace.load(run.dir / "neurons.npz")
-    same = (
-        json.loads((source / "selection.json").read_text())["selected"] == chosen
-        and theirs.teachers == ours.teachers
-        and np.allclose(theirs.mean, ours.mean)
-        and np.allclose(theirs.std, ours.std)
-    )
+    same = json.loads((source / "selection.json").read_text())["selected"] == chosen and theirs.same_as(ours)
     if not same:
         raise ValueError(f"train.init_from: {source} regresses other neurons than {run.dir}; warm start refused")
     return load_trained(source, load_config(source / "config.yaml").student)

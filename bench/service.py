@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import resource
 import socket
 import subprocess
 import sys
@@ -77,6 +78,15 @@ def proc_status_kib(pid: int, field: str) -> int | None:
     return None
 
 
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` (all its threads) so far; None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Server:
     process: subprocess.Popen[bytes]
@@ -86,6 +96,23 @@ class Server:
 
     def tail(self, lines: int = 15) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _timed_level(server: Server, bodies: Sequence[bytes], concurrency: int, plan: LoadPlan) -> dict[str, Any]:
+    """One load level, with the CPU the server and this process (the load generator) spent per request."""
+    server_before, client_before = process_cpu_seconds(server.process.pid), _own_cpu_seconds()
+    level = run_level(server.port, bodies, concurrency, plan.requests, plan.level_deadline, plan.request_timeout)
+    server_after, client_after = process_cpu_seconds(server.process.pid), _own_cpu_seconds()
+    sent = max(level["sent"], 1)
+    level["client_cpu_ms_per_request"] = (client_after - client_before) / sent * 1000
+    if server_before is not None and server_after is not None:
+        level["server_cpu_ms_per_request"] = (server_after - server_before) / sent * 1000
+    return level
+
+
+def _own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _wait_ready(server: Server, timeout: float) -> None:
@@ -194,9 +221,7 @@ def measure(
         levels = []
         for concurrency in plan.concurrency:
             log.info("%s: %d requests at concurrency %d", model or "default model", plan.requests, concurrency)
-            levels.append(
-                run_level(server.port, bodies, concurrency, plan.requests, plan.level_deadline, plan.request_timeout)
-            )
+            levels.append(_timed_level(server, bodies, concurrency, plan))
         sampler.halt.set()
         sampler.join()
         after = stage_totals(server.port)

@@ -2,8 +2,8 @@
 
 One request at a time leaves cores idle: its two photos are decoded and searched one after the other, while
 JPEG decoding (libjpeg) and ONNX Runtime release the GIL and could run at once. Under load every core is
-already busy with another request, and splitting a request would only add thread hand-offs (measured: 17 %
-fewer ``/verify`` per second at concurrency 4 when every request split its photos). So :class:`Fanout` counts
+already busy with another request, and splitting a request only adds thread hand-offs (a build that split every
+request measured 17 % fewer ``/verify`` per second at concurrency 4). So :class:`Fanout` counts
 the requests inside the engine and spreads a request's photos over its spare threads only when that request
 is the only one; otherwise they run one after the other in the request's own thread.
 """

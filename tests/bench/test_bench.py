@@ -228,3 +228,20 @@ def test_accuracy_is_tied_to_the_benchmarked_file(tmp_path: Path) -> None:
     accuracy.attach([matched, stale], tmp_path / "runs")
     assert matched["lfw"]["sha256_check"] == "match" and matched["lfw"]["accuracy"] == 0.9
     assert stale["lfw"]["sha256_check"].startswith("MISMATCH")
+
+
+def test_service_level_reports_server_and_client_cpu(tmp_path: Path) -> None:
+    """A few /verify against the real service: the level records both processes' CPU per request."""
+    if not STUDENTS.is_file():
+        pytest.skip(f"{STUDENTS.relative_to(REPO)} is not committed yet")
+    from bench.lfw import PhotoPair
+    from bench.load import multipart
+    from bench.service import LoadPlan, _timed_level, running
+
+    data = (REPO / "tests" / "data" / "Colin_Powell_0040.jpg").read_bytes()
+    bodies = [multipart(PhotoPair("a.jpg", "b.jpg", True, data, data))]
+    plan = LoadPlan(requests=8, level_deadline=60.0)
+    with running(STUDENTS, None, plan, tmp_path / "service.log") as server:
+        level = _timed_level(server, bodies, 2, plan)
+    assert level["ok"] == level["sent"] == 8
+    assert level["server_cpu_ms_per_request"] > 0 and level["client_cpu_ms_per_request"] > 0

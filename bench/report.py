@@ -173,7 +173,10 @@ def _method(result: dict[str, Any]) -> list[str]:
         "- Params = floating-point initializer elements of the ONNX file(s); MACs = Conv + Gemm + MatMul from "
         "shape inference, FLOPs = 2 x MACs (in the JSON).",
         "- Service: `python -m service` under uvicorn on 127.0.0.1, FACE_THREADS=2, real 250x250 LFW pairs "
-        "(pairs.txt), fixed request count per concurrency level, keep-alive connections. Load generator on the "
+        "(pairs.txt), fixed request count per concurrency level, keep-alive connections; the student's and the "
+        "ensemble's servers are up together and each level's requests go in "
+        f"{((result.get('service') or {}).get('plan') or {}).get('bursts', 1)} bursts alternating between them "
+        "(student, ensemble, ensemble, student, ...). Load generator on the "
         "same machine, in the benchmark's process: `http.client`, one thread and connection per concurrent "
         "client, request bodies built before the timing; server and client CPU ms/req = the processes' user + "
         "system CPU over the level / requests sent (all threads). Peak RSS = server VmHWM. Stage breakdown: the "

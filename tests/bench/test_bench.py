@@ -230,18 +230,24 @@ def test_accuracy_is_tied_to_the_benchmarked_file(tmp_path: Path) -> None:
     assert stale["lfw"]["sha256_check"].startswith("MISMATCH")
 
 
-def test_service_level_reports_server_and_client_cpu(tmp_path: Path) -> None:
-    """A few /verify against the real service: the level records both processes' CPU per request."""
+def test_service_level_alternates_bursts_and_reports_cpu(tmp_path: Path) -> None:
+    """Two real servers measured together: every level's requests split into bursts, both processes' CPU."""
     if not STUDENTS.is_file():
         pytest.skip(f"{STUDENTS.relative_to(REPO)} is not committed yet")
     from bench.lfw import PhotoPair
-    from bench.load import multipart
-    from bench.service import LoadPlan, _timed_level, running
+    from bench.service import LoadPlan, run
 
     data = (REPO / "tests" / "data" / "Colin_Powell_0040.jpg").read_bytes()
-    bodies = [multipart(PhotoPair("a.jpg", "b.jpg", True, data, data))]
-    plan = LoadPlan(requests=8, level_deadline=60.0)
-    with running(STUDENTS, None, plan, tmp_path / "service.log") as server:
-        level = _timed_level(server, bodies, 2, plan)
-    assert level["ok"] == level["sent"] == 8
-    assert level["server_cpu_ms_per_request"] > 0 and level["client_cpu_ms_per_request"] > 0
+    pairs = [PhotoPair("a.jpg", "b.jpg", True, data, data)]
+    plan = LoadPlan(concurrency=(1, 2), requests=7, bursts=3, warmup=1, level_deadline=60.0)
+    targets = {"one": (STUDENTS, None), "two": (STUDENTS, None), "broken": (tmp_path / "absent.json", None)}
+    result = run(targets, pairs, plan, tmp_path)
+    assert "error" in result["broken"] and "levels" not in result["broken"]
+    for name in ("one", "two"):
+        levels = result[name]["levels"]
+        assert [level["concurrency"] for level in levels] == [1, 2]
+        for level in levels:
+            assert level["bursts"] == 3 and level["ok"] == level["sent"] == level["requests"] == 7
+            assert level["requests_per_s"] > 0 and level["p50_ms"] > 0
+            assert level["server_cpu_ms_per_request"] > 0 and level["client_cpu_ms_per_request"] > 0
+        assert result[name]["peak_rss_mib"] > 0

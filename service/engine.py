@@ -153,29 +153,52 @@ class Engine:
 
         Each photo is decoded at the size the detector needs and dropped as soon as its crops are taken, and
         every decode holds its pixels in the budget (:mod:`service.budget`) while it lives. While this is the
-        only request in the engine its photos are decoded and searched side by side on the spare threads
-        (:mod:`service.fanout`); under load one after the other, so a request then holds one photo at a time.
+        only request in the engine, and the budget can hold its photos at once, they are decoded and searched
+        side by side on the spare threads (:mod:`service.fanout`); otherwise one after the other, so a request
+        under load holds one photo at a time.
 
         Raises:
             ServiceError: the first upload that cannot be used, with ``field`` naming it.
         """
 
-        def one(upload: Upload) -> _Analysed:
-            with _blame(upload):
-                return self._analyse_one(upload, require_single_face)
+        def one(item: tuple[Upload, PendingImage | None]) -> _Analysed:
+            with _blame(item[0]):
+                return self._analyse_one(item[0], require_single_face, item[1])
 
         with self.fanout.request() as alone:
-            done = self.fanout.map(one, uploads, spread=alone)
+            opened = self._open_all(uploads) if alone and len(uploads) > 1 else None
+            pendings: list[PendingImage | None] = list(opened) if opened else [None] * len(uploads)
+            spread = opened is not None and self._fit_together(opened)
+            done = self.fanout.map(one, list(zip(uploads, pendings, strict=True)), spread=spread)
             crops = [np.stack([crop[i] for _, _, crop in done]) for i in range(len(self.components))]
             embeddings = self._embed_crops(crops)
         return [FaceEmbedding(e, face, count) for e, (face, count, _) in zip(embeddings, done, strict=True)]
 
-    def _analyse_one(self, upload: Upload, require_single_face: bool) -> _Analysed:
+    def _open_all(self, uploads: Sequence[Upload]) -> list[PendingImage] | None:
+        """Every upload's header, or ``None`` if one is bad: the photos then go one after the other, which
+        reports the first failing photo in order, as always."""
+        try:
+            return [self._open(upload) for upload in uploads]
+        except ServiceError:
+            return None
+
+    def _fit_together(self, opened: Sequence[PendingImage]) -> bool:
+        """Whether the budget holds all these photos decoded at once, each at its most (its reduced image, or
+        the full-resolution one a small face may need): then side by side they are never refused where one
+        after the other they would not be."""
+        most = [max(self._reservation(p), p.upright_size[0] * p.upright_size[1] * (p.factor > 1)) for p in opened]
+        return sum(most) <= self.budget.capacity
+
+    def _reservation(self, pending: PendingImage) -> int:
+        """Pixels one photo holds while it is decoded and searched (its decode and the detector's input)."""
+        return pending.pixels + self.detector.input_pixels(pending.reduced_size)
+
+    def _analyse_one(self, upload: Upload, require_single_face: bool, pending: PendingImage | None) -> _Analysed:
         """Decode (reduced), detect, pick the main face and crop it: (face in full-resolution coordinates,
         faces found, one crop per component)."""
-        pending = self._open(upload)
+        pending = pending or self._open(upload)
         specs = [component.spec.input for component in self.components]
-        with self.budget.reserve(pending.pixels + self.detector.input_pixels(pending.reduced_size)):
+        with self.budget.reserve(self._reservation(pending)):
             decoded = self._decode(pending)
             located = self._locate(decoded.image, require_single_face)
             face = located.face

@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import DIFFERENT, SAME, error_of, part, photo
+from conftest import DATA, DIFFERENT, SAME, encode, error_of, part, photo
+from PIL import Image
 
 from service.config import Settings
 from service.engine import Engine, Upload
@@ -129,6 +130,21 @@ def test_verify_blames_the_first_bad_photo(make_client: Callable[..., Any]) -> N
             "image2": ("y.jpg", b"\xff\xd8\xff", "image/jpeg"),
         }
         assert error_of(client.post("/verify", files=files), 400, "invalid_image")["field"] == "image1"
+
+
+def test_photos_that_fit_the_budget_only_one_at_a_time_go_one_at_a_time(make_client: Callable[..., Any]) -> None:
+    # Two 4 MP PNGs (decoded in full: ~7 M pixels held each, with the detector's input): the 8 M budget holds
+    # either, not both. Side by side, one would be refused at once (no wait); one after the other, both fit.
+    def enlarged(name: str) -> tuple[str, bytes, str]:
+        image = Image.open(DATA / name).convert("RGB").resize((2000, 2000), Image.Resampling.BICUBIC)
+        return (name.replace(".jpg", ".png"), encode(image, "PNG", compress_level=1), "image/png")
+
+    files = {"image1": enlarged(SAME[0][0]), "image2": enlarged(SAME[0][1])}
+    with make_client(pixel_budget=8_000_000, pixel_budget_wait=0.0, photo_threads=2) as client:
+        for _ in range(3):
+            response = client.post("/verify", files=files)
+            assert response.status_code == 200, response.text
+            assert response.json()["verified"]
 
 
 def test_detector_session_threads_follow_the_setting(make_settings: Callable[..., Settings]) -> None:

@@ -18,8 +18,10 @@ What it measures:
      ms per photo, compression and speed-up against the ensemble (flip-averaging students at their
      served cost of 2 passes per face).
   2. Service level: ``python -m service`` under uvicorn, FACE_THREADS=2, POST /verify with real LFW pairs
-     at concurrency 1, 4, 8 and 16 (requests/s, p50/p95/p99, errors, peak RSS), once serving the default
-     student of models/manifest.json and once the teacher ensemble; plus one /verify stage by stage.
+     at concurrency 1, 4, 8 and 16 (requests/s, p50/p95/p99, errors, peak RSS, server and client CPU per
+     request), one server with the default student of models/manifest.json and one with the teacher
+     ensemble, up together, each level's requests in bursts alternating between them; plus one /verify stage
+     by stage.
   3. Real photos (bench/photos.py): /verify on ../shared/data/photos/master.csv interleaved with the LFW
      pairs, its stage breakdown, a flood of 16 clients with two ~40 MP JPEGs per request (peak RSS, RSS
      after, latency, status codes, /healthz), and LFW 10-fold through the service's own pipeline.

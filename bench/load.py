@@ -3,7 +3,8 @@
 ``concurrency`` threads share a request counter; each thread keeps one keep-alive connection (a new one
 after a failure) and sends the next pre-built body until the count is reached or the deadline has passed.
 ``http.client`` rather than an async client: it costs the least CPU per request, and on a 2-core machine the
-client's CPU is taken from the server being measured.
+client's CPU is taken from the server being measured. A level can be sent in several bursts (:func:`send`)
+and summarised as one (:func:`summarise`): the service benchmark alternates bursts between servers.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ def post_verify(connection: http.client.HTTPConnection, body: bytes) -> int:
 
 
 @dataclass
-class _Level:
-    """Shared state of one level's worker threads."""
+class Burst:
+    """One burst of requests: the shared state of its worker threads, then its outcome."""
 
     port: int
     bodies: Sequence[bytes]
@@ -57,6 +58,7 @@ class _Level:
     latencies: list[float] = field(default_factory=list)
     statuses: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    wall: float = 0.0
 
     def claim(self) -> int | None:
         with self.lock:
@@ -72,7 +74,7 @@ class _Level:
                 self.latencies.append(seconds)
 
 
-def _worker(level: _Level, start: threading.Barrier) -> None:
+def _worker(level: Burst, start: threading.Barrier) -> None:
     connection = http.client.HTTPConnection("127.0.0.1", level.port, timeout=level.timeout)
     start.wait()
     while (index := level.claim()) is not None:
@@ -87,22 +89,28 @@ def _worker(level: _Level, start: threading.Barrier) -> None:
     connection.close()
 
 
-def run_level(
-    port: int, bodies: Sequence[bytes], concurrency: int, count: int, deadline_s: float, timeout: float
-) -> dict[str, Any]:
+def send(port: int, bodies: Sequence[bytes], concurrency: int, count: int, deadline_s: float, timeout: float) -> Burst:
     """Send ``count`` requests with ``concurrency`` threads; never runs past ``deadline_s`` + one ``timeout``."""
     start = threading.Barrier(concurrency + 1)
-    level = _Level(port, bodies, count, time.perf_counter() + deadline_s, timeout)
-    workers = [threading.Thread(target=_worker, args=(level, start), daemon=True) for _ in range(concurrency)]
+    burst = Burst(port, bodies, count, time.perf_counter() + deadline_s, timeout)
+    workers = [threading.Thread(target=_worker, args=(burst, start), daemon=True) for _ in range(concurrency)]
     for worker in workers:
         worker.start()
     start.wait()
     began = time.perf_counter()
     for worker in workers:
         worker.join(timeout=deadline_s + timeout + 5)
-    wall = time.perf_counter() - began
-    ok = level.statuses.get("200", 0)
-    latencies_ms = np.asarray(level.latencies) * 1000
+    burst.wall = time.perf_counter() - began
+    return burst
+
+
+def summarise(bursts: Sequence[Burst], concurrency: int) -> dict[str, Any]:
+    """One level's figures from its bursts: counts added up, req/s = answers / the bursts' wall time, latency
+    percentiles over every answer."""
+    requests, sent, wall = sum(b.count for b in bursts), sum(b.issued for b in bursts), sum(b.wall for b in bursts)
+    statuses: Counter[str] = sum((b.statuses for b in bursts), Counter())
+    ok = statuses.get("200", 0)
+    latencies_ms = np.asarray([s for b in bursts for s in b.latencies]) * 1000
     summary: dict[str, float | None] = dict.fromkeys(("p50_ms", "p95_ms", "p99_ms", "mean_ms"))  # no 200s: no ranks
     if latencies_ms.size:
         summary = {
@@ -113,13 +121,21 @@ def run_level(
         }
     return {
         "concurrency": concurrency,
-        "requests": count,
-        "sent": level.issued,
+        "requests": requests,
+        "sent": sent,
         "ok": ok,
-        "errors": level.issued - ok,
-        "not_sent": count - level.issued,
-        "statuses": dict(level.statuses),
+        "errors": sent - ok,
+        "not_sent": requests - sent,
+        "statuses": dict(statuses),
+        "bursts": len(bursts),
         "wall_s": wall,
         "requests_per_s": ok / wall if wall > 0 else 0.0,
         **summary,
     }
+
+
+def run_level(
+    port: int, bodies: Sequence[bytes], concurrency: int, count: int, deadline_s: float, timeout: float
+) -> dict[str, Any]:
+    """:func:`send` one burst and :func:`summarise` it."""
+    return summarise([send(port, bodies, concurrency, count, deadline_s, timeout)], concurrency)

@@ -326,6 +326,9 @@ def markdown(result: dict[str, Any] | None) -> list[str]:
         "|---|--:|--:|",
         *(f"| {name} | {s['median_ms']:.2f} | {s['share']:.0%} |" for name, s in stages.items()),
         "",
+        "(Stages summed over a request's two photos, which the engine decodes and searches side by side: they can "
+        "add up to more than the total.)",
+        "",
         f"Flood: {flood_['clients']} clients, {flood_['requests']} /verify of two ~40 MP JPEGs "
         f"({flood_['body_bytes'] / 1e6:.1f} MB per request) in {flood_['wall_s']:.1f} s: outcomes "
         f"{json.dumps(flood_['outcomes'])}; latency {ms(flood_['latency'])}; server peak RSS "

@@ -86,8 +86,9 @@ def service_table(service: dict[str, Any] | None) -> list[str]:
     if not service:
         return ["Not run (`--skip-service` or `--models-only`)."]
     lines = [
-        "| Model | Concurrency | Requests | OK | Errors | Not sent | req/s | p50 ms | p95 ms | p99 ms | Peak RSS MiB |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| Model | Concurrency | Requests | OK | Errors | Not sent | req/s | p50 ms | p95 ms | p99 ms | Peak RSS MiB "
+        "| server CPU ms/req | client CPU ms/req |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for name in ("student", "ensemble"):
         result = service.get(name)
@@ -108,6 +109,8 @@ def service_table(service: dict[str, Any] | None) -> list[str]:
                 f"{level['requests_per_s']:.1f}",
                 *(_num(level[k], ".1f") for k in ("p50_ms", "p95_ms", "p99_ms")),
                 f"{result['peak_rss_mib']:.0f}",
+                _num(level.get("server_cpu_ms_per_request"), ".2f"),
+                _num(level.get("client_cpu_ms_per_request"), ".2f"),
             ]
             lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return lines
@@ -170,10 +173,17 @@ def _method(result: dict[str, Any]) -> list[str]:
         "- Params = floating-point initializer elements of the ONNX file(s); MACs = Conv + Gemm + MatMul from "
         "shape inference, FLOPs = 2 x MACs (in the JSON).",
         "- Service: `python -m service` under uvicorn on 127.0.0.1, FACE_THREADS=2, real 250x250 LFW pairs "
-        "(pairs.txt), fixed request count per concurrency level, keep-alive connections; load generator on the "
-        "same machine. Peak RSS = server VmHWM. Stage breakdown: the service's engine in-process, one request at a "
-        'time (median of per-request sums); "under load" = the server\'s /metrics over all load levels, mean '
-        "wall ms per request (inflated by the concurrent requests sharing the CPUs).",
+        "(pairs.txt), fixed request count per concurrency level, keep-alive connections; the student's and the "
+        "ensemble's servers are up together and each level's requests go in "
+        f"{((result.get('service') or {}).get('plan') or {}).get('bursts', 1)} bursts alternating between them "
+        "(student, ensemble, ensemble, student, ...). Load generator on the "
+        "same machine, in the benchmark's process: `http.client`, one thread and connection per concurrent "
+        "client, request bodies built before the timing; server and client CPU ms/req = the processes' user + "
+        "system CPU over the level / requests sent (all threads). Peak RSS = server VmHWM. Stage breakdown: the "
+        "service's engine in-process, one request at a time (median of per-request sums); the engine decodes and "
+        "searches the two photos of a lone request side by side, so the stages of a request, summed over its "
+        'photos, can add up to more than its total; "under load" = the server\'s /metrics over all load levels, '
+        "mean wall ms per request (inflated by the concurrent requests sharing the CPUs).",
     ]
 
 

@@ -1,9 +1,12 @@
 """Service-level benchmark: the real service under uvicorn, driven over HTTP with real LFW photo pairs.
 
-``python -m service`` is started as a subprocess on 127.0.0.1 with ``FACE_*`` settings, and ``POST /verify``
-is sent a fixed number of times at each concurrency level by a pool of threads, each with its own
-keep-alive connection. Every level stops by itself: at its request count, or at its deadline (requests not
-started by then are counted as not sent), and every request has a socket timeout. Peak memory is the server
+``python -m service`` is started as a subprocess on 127.0.0.1 with ``FACE_*`` settings, once per model
+compared (all up at once: an idle server takes no CPU), and ``POST /verify`` is sent a fixed number of times
+at each concurrency level by a pool of threads, each with its own keep-alive connection. Each level's requests
+go in a few bursts that alternate between the servers (A B B A ...): the machine's speed drifts over a run
+(neighbours, a shared host) and a ratio of two servers measured minutes apart would measure the drift too.
+Every burst stops by itself: at its request count, or at its deadline (requests not started by then are
+counted as not sent), and every request has a socket timeout. Peak memory is the server
 process's ``VmHWM`` (its resident high-water mark since start, models included), and its ``VmRSS`` is also
 sampled during the load. The server's own per-stage timings come from its Prometheus ``/metrics``.
 """
@@ -15,19 +18,20 @@ import json
 import logging
 import os
 import re
+import resource
 import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.lfw import PhotoPair
-from bench.load import multipart, run_level
+from bench.load import Burst, multipart, run_level, send, summarise
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +49,8 @@ class LoadPlan:
     requests: int = 200
     warmup: int = 5
     threads: int = 2
+    bursts: int = 4
+    """Each level's requests go in this many bursts, alternating between the servers measured."""
     request_timeout: float = 30.0
     level_deadline: float = 180.0
     startup_timeout: float = 180.0
@@ -77,6 +83,15 @@ def proc_status_kib(pid: int, field: str) -> int | None:
     return None
 
 
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` (all its threads) so far; None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Server:
     process: subprocess.Popen[bytes]
@@ -86,6 +101,39 @@ class Server:
 
     def tail(self, lines: int = 15) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@dataclass
+class _Timed:
+    """The bursts of one level on one server, with the CPU the server and this process spent on them."""
+
+    bursts: list[Burst]
+    server_cpu_s: float | None = 0.0
+    client_cpu_s: float = 0.0
+
+    def add(self, server: Server, bodies: Sequence[bytes], concurrency: int, count: int, plan: LoadPlan) -> None:
+        server_before, client_before = process_cpu_seconds(server.process.pid), _own_cpu_seconds()
+        deadline = plan.level_deadline / plan.bursts
+        self.bursts.append(send(server.port, bodies, concurrency, count, deadline, plan.request_timeout))
+        server_after = process_cpu_seconds(server.process.pid)
+        self.client_cpu_s += _own_cpu_seconds() - client_before
+        if self.server_cpu_s is not None and server_before is not None and server_after is not None:
+            self.server_cpu_s += server_after - server_before
+        else:
+            self.server_cpu_s = None
+
+    def summary(self, concurrency: int) -> dict[str, Any]:
+        level = summarise(self.bursts, concurrency)
+        sent = max(level["sent"], 1)
+        level["client_cpu_ms_per_request"] = self.client_cpu_s / sent * 1000
+        if self.server_cpu_s is not None:
+            level["server_cpu_ms_per_request"] = self.server_cpu_s / sent * 1000
+        return level
+
+
+def _own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _wait_ready(server: Server, timeout: float) -> None:
@@ -181,53 +229,69 @@ def _stage_means(
     return means
 
 
-def measure(
-    manifest: Path, model: str | None, pairs: Sequence[PhotoPair], plan: LoadPlan, log_path: Path
-) -> dict[str, Any]:
-    """One server: start it, warm it up, run every concurrency level, read its memory and stage timings."""
-    bodies = [multipart(pair) for pair in pairs]
-    with running(manifest, model, plan, log_path) as server:
-        warm = run_level(server.port, bodies, 1, plan.warmup, plan.level_deadline, plan.request_timeout)
-        before = stage_totals(server.port)
-        sampler = RssSampler(server.process.pid)
-        sampler.start()
-        levels = []
-        for concurrency in plan.concurrency:
-            log.info("%s: %d requests at concurrency %d", model or "default model", plan.requests, concurrency)
-            levels.append(
-                run_level(server.port, bodies, concurrency, plan.requests, plan.level_deadline, plan.request_timeout)
-            )
-        sampler.halt.set()
-        sampler.join()
-        after = stage_totals(server.port)
-        peak_kib = proc_status_kib(server.process.pid, "VmHWM") or 0
-        status, info = _get(server.port, "/info")
-    stages = _stage_means(before, after, sum(level["sent"] for level in levels))
-    return {
-        "manifest": str(manifest),
-        "model": model,
-        "threads": plan.threads,
-        "pairs": len(bodies),
-        "startup_s": server.startup_seconds,
-        "warmup_errors": warm["errors"],
-        "levels": levels,
-        "peak_rss_mib": peak_kib / 1024,
-        "max_sampled_rss_mib": sampler.max_kib / 1024,
-        "server_stages": stages,
-        "info": json.loads(info) if status == 200 else None,
+def _split(count: int, parts: int) -> list[int]:
+    """``count`` as ``parts`` near-equal positive counts (fewer parts when ``count`` is small)."""
+    parts = max(1, min(parts, count))
+    return [count // parts + (i < count % parts) for i in range(parts)]
+
+
+def measure(servers: dict[str, Server], bodies: Sequence[bytes], plan: LoadPlan) -> dict[str, dict[str, Any]]:
+    """Every concurrency level on every server, the servers' bursts alternating (A B B A ...), so that a change
+    in the machine's speed during the run hits every server alike; memory, stage timings and /info of each."""
+    warm = {
+        name: run_level(s.port, bodies, 1, plan.warmup, plan.level_deadline, plan.request_timeout)
+        for name, s in servers.items()
     }
+    before = {name: stage_totals(s.port) for name, s in servers.items()}
+    samplers = {name: RssSampler(s.process.pid) for name, s in servers.items()}
+    for sampler in samplers.values():
+        sampler.start()
+    levels: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
+    for concurrency in plan.concurrency:
+        log.info("%s: %d requests each at concurrency %d", " and ".join(servers), plan.requests, concurrency)
+        timed = {name: _Timed([]) for name in servers}
+        for index, count in enumerate(_split(plan.requests, plan.bursts)):
+            for name in list(servers) if index % 2 == 0 else list(servers)[::-1]:
+                timed[name].add(servers[name], bodies, concurrency, count, plan)
+        for name in servers:
+            levels[name].append(timed[name].summary(concurrency))
+    results = {}
+    for name, server in servers.items():
+        samplers[name].halt.set()
+        samplers[name].join()
+        stages = _stage_means(before[name], stage_totals(server.port), sum(level["sent"] for level in levels[name]))
+        status, info = _get(server.port, "/info")
+        results[name] = {
+            "threads": plan.threads,
+            "pairs": len(bodies),
+            "startup_s": server.startup_seconds,
+            "warmup_errors": warm[name]["errors"],
+            "levels": levels[name],
+            "peak_rss_mib": (proc_status_kib(server.process.pid, "VmHWM") or 0) / 1024,
+            "max_sampled_rss_mib": samplers[name].max_kib / 1024,
+            "server_stages": stages,
+            "info": json.loads(info) if status == 200 else None,
+        }
+    return results
 
 
 def run(
     targets: dict[str, tuple[Path, str | None]], pairs: Sequence[PhotoPair], plan: LoadPlan, log_dir: Path
 ) -> dict[str, Any]:
-    """Benchmark each ``name -> (manifest, model)`` in turn (one server at a time), with the same photos."""
+    """Benchmark every ``name -> (manifest, model)`` with the same photos: all servers up at once (an idle one
+    takes no CPU), their bursts alternating (:func:`measure`)."""
     results: dict[str, Any] = {"plan": {**plan.__dict__, "concurrency": list(plan.concurrency)}}
     log_dir.mkdir(parents=True, exist_ok=True)
-    for name, (manifest, model) in targets.items():
-        try:
-            results[name] = measure(manifest, model, pairs, plan, log_dir / f"service-{name}.log")
-        except ServiceBenchError as exc:
-            log.error("service benchmark of %s failed: %s", name, exc)
-            results[name] = {"error": str(exc), "manifest": str(manifest), "model": model}
+    bodies = [multipart(pair) for pair in pairs]
+    with ExitStack() as stack:
+        servers = {}
+        for name, (manifest, model) in targets.items():
+            results[name] = {"manifest": str(manifest), "model": model}
+            try:
+                servers[name] = stack.enter_context(running(manifest, model, plan, log_dir / f"service-{name}.log"))
+            except ServiceBenchError as exc:
+                log.error("service benchmark of %s failed: %s", name, exc)
+                results[name]["error"] = str(exc)
+        for name, measured in measure(servers, bodies, plan).items():
+            results[name].update(measured)
     return results

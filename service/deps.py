@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request, UploadFile
 
 from service.config import Settings
-from service.engine import Engine, Upload
+from service.engine import Engine, FaceEmbedding, Upload
 from service.errors import ImageTooLarge, NotReady, UnsupportedMediaType
 from service.gallery.store import GalleryStore
 from service.metrics import Metrics
@@ -25,22 +26,22 @@ class AppState:
     """Opened by the lifespan once the engine is loaded (it searches the served model's embeddings)."""
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.face
     return state
 
 
-def get_engine(state: Annotated[AppState, Depends(get_state)]) -> Engine:
+async def get_engine(state: Annotated[AppState, Depends(get_state)]) -> Engine:
     if state.engine is None:
         raise NotReady("the models are still loading; retry shortly (GET /readyz turns 200 when ready)")
     return state.engine
 
 
-def get_settings(state: Annotated[AppState, Depends(get_state)]) -> Settings:
+async def get_settings(state: Annotated[AppState, Depends(get_state)]) -> Settings:
     return state.settings
 
 
-def get_metrics(state: Annotated[AppState, Depends(get_state)]) -> Metrics:
+async def get_metrics(state: Annotated[AppState, Depends(get_state)]) -> Metrics:
     return state.metrics
 
 
@@ -54,18 +55,26 @@ def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-def require_multipart(request: Request) -> None:
+async def require_multipart(request: Request) -> None:
     """415 unless the body is multipart/form-data (checked before the fields, so the code says what is wrong)."""
     if _media_type(request) != "multipart/form-data":
         shown = _media_type(request) or "no Content-Type"
         raise UnsupportedMediaType(f"send multipart/form-data with the image file(s), not {shown}")
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     """415 unless the body is JSON."""
     media = _media_type(request)
     if media != "application/json" and not media.endswith("+json"):
         raise UnsupportedMediaType(f"send application/json, not {media or 'no Content-Type'}")
+
+
+def analyse_parts(
+    engine: Engine, parts: Sequence[tuple[UploadFile, str]], max_bytes: int, require_single_face: bool
+) -> list[FaceEmbedding]:
+    """Read each ``(file part, field name)`` and analyse them all (blocking: call from a worker thread)."""
+    uploads = [read_upload(part, field, max_bytes) for part, field in parts]
+    return engine.analyse(uploads, require_single_face=require_single_face)
 
 
 def read_upload(upload: UploadFile, field: str, max_bytes: int) -> Upload:

@@ -8,6 +8,7 @@ the serving path needs no OpenCV.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import onnxruntime as ort
@@ -71,18 +72,29 @@ def _to_input(image: Image.Image, scale: float) -> tuple[NDArray[np.float32], ND
     return blob, back
 
 
-def _decode(outputs: dict[str, NDArray[np.float32]], height: int, width: int) -> tuple[NDArray[np.float32], ...]:
-    """Decode every grid cell into (scores (N,), boxes (N, 4) xywh, landmarks (N, 5, 2)) in input pixels."""
+@lru_cache(maxsize=64)  # a few sizes recur (LFW photos, the quick pass): not one per photo size
+def _anchors(rows: int, cols: int) -> NDArray[np.float32]:
+    """``(rows * cols, 2)`` x, y of every grid cell, row by row."""
+    grid_y, grid_x = np.divmod(np.arange(rows * cols, dtype=np.float32), cols)
+    return np.stack([grid_x, grid_y], axis=1)
+
+
+def _decode(
+    outputs: dict[str, NDArray[np.float32]], height: int, width: int, threshold: float
+) -> tuple[NDArray[np.float32], ...]:
+    """Decode the grid cells scoring at least ``threshold`` into (scores (N,), boxes (N, 4) xywh, landmarks
+    (N, 5, 2)) in input pixels. Only those cells are decoded: they are a few dozen of the thousands."""
     scores, boxes, landmarks = [], [], []
     for stride in STRIDES:
         rows, cols = height // stride, width // stride
         cls = outputs[f"cls_{stride}"].reshape(-1)
         obj = outputs[f"obj_{stride}"].reshape(-1)
-        bbox = outputs[f"bbox_{stride}"].reshape(-1, 4)
-        kps = outputs[f"kps_{stride}"].reshape(-1, 5, 2)
-        grid_y, grid_x = np.divmod(np.arange(rows * cols, dtype=np.float32), cols)
-        anchors = np.stack([grid_x, grid_y], axis=1)
-        scores.append(np.sqrt(np.clip(cls, 0, 1) * np.clip(obj, 0, 1)))
+        score = np.sqrt(np.clip(cls, 0, 1) * np.clip(obj, 0, 1))
+        keep = np.flatnonzero(score >= threshold)
+        anchors = _anchors(rows, cols)[keep]
+        bbox = outputs[f"bbox_{stride}"].reshape(-1, 4)[keep]
+        kps = outputs[f"kps_{stride}"].reshape(-1, 5, 2)[keep]
+        scores.append(score[keep])
         centre = (anchors + bbox[:, :2]) * stride
         size = np.exp(bbox[:, 2:]) * stride
         boxes.append(np.concatenate([centre - size / 2, size], axis=1))
@@ -134,9 +146,9 @@ class FaceDetector:
         photo = image if isinstance(image, Image.Image) else Image.fromarray(image)
         blob, back = _to_input(photo, _scale_for(photo.height, photo.width, cfg) if scale is None else scale)
         raw = self.session.run(self.output_names, {self.input_name: blob})
-        scores, boxes, landmarks = _decode(dict(zip(self.output_names, raw, strict=True)), blob.shape[2], blob.shape[3])
-        candidates = np.flatnonzero(scores >= cfg.score_threshold)
-        candidates = candidates[np.argsort(-scores[candidates])][: cfg.top_k]
+        outputs = dict(zip(self.output_names, raw, strict=True))
+        scores, boxes, landmarks = _decode(outputs, blob.shape[2], blob.shape[3], cfg.score_threshold)
+        candidates = np.argsort(-scores)[: cfg.top_k]
         kept = candidates[nms(boxes[candidates], scores[candidates], cfg.nms_threshold)]
         return [
             Face(

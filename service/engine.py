@@ -25,10 +25,11 @@ from service.config import Settings
 from service.cropping import face_crops, full_pixels_needed
 from service.detection import Face, FaceDetector
 from service.errors import ServiceError
+from service.fanout import Fanout
 from service.imaging import DecodedImage, PendingImage, open_image
 from service.locating import Located, locate
 from service.manifest import EmbeddingModel, ManifestError, load_manifest
-from service.memory import release_free_memory
+from service.memory import Trimmer
 from service.preprocessing import to_tensor
 from service.sessions import LoadedComponent, SessionPool, load_component, load_detector, session_options
 from service.similarity import l2_normalise
@@ -107,9 +108,10 @@ class Engine:
         self.budget = PixelBudget(
             settings.pixel_budget,
             settings.pixel_budget_wait,
-            on_idle=release_free_memory,
+            on_idle=Trimmer().request,
             idle_after=settings.pixel_budget // 4,
         )
+        self.fanout = Fanout(settings.photo_threads)
 
     @classmethod
     def load(cls, settings: Settings, observer: Observer | None = None) -> Engine:
@@ -127,7 +129,10 @@ class Engine:
             )
         spec = manifest.models[name]
         pool = SessionPool(settings.manifest, session_options(settings.threads, settings.ort_spinning))
-        detector = load_detector(pool, manifest.detector)
+        detector_pool = SessionPool(
+            settings.manifest, session_options(settings.detector_threads, settings.ort_spinning)
+        )
+        detector = load_detector(detector_pool, manifest.detector)
         components = [load_component(pool, component) for component in spec.components]
         threshold = settings.threshold if settings.threshold is not None else spec.threshold
         card = ModelCard(name, spec.version, model_sha256(spec), spec.dim, threshold, spec)
@@ -146,29 +151,54 @@ class Engine:
     def analyse(self, uploads: Sequence[Upload], *, require_single_face: bool) -> list[FaceEmbedding]:
         """Main face and embedding of each upload; the crops of all uploads run as one batch per component.
 
-        Each photo is decoded at the size the detector needs and dropped as soon as its crops are taken, so a
-        request holds one photo at a time, however many it carries, and every decode holds its pixels in the
-        budget (:mod:`service.budget`) while it lives. The photos are handled one after the other: decoding and
-        searching them on two threads at once was measured no faster on a shared 2-core machine and cost 17 %
-        of the throughput at 4 concurrent requests (each request already has a thread).
+        Each photo is decoded at the size the detector needs and dropped as soon as its crops are taken, and
+        every decode holds its pixels in the budget (:mod:`service.budget`) while it lives. While this is the
+        only request in the engine, and the budget can hold its photos at once, they are decoded and searched
+        side by side on the spare threads (:mod:`service.fanout`); otherwise one after the other, so a request
+        under load holds one photo at a time.
 
         Raises:
             ServiceError: the first upload that cannot be used, with ``field`` naming it.
         """
-        done: list[_Analysed] = []
-        for upload in uploads:
-            with _blame(upload):
-                done.append(self._analyse_one(upload, require_single_face))
-        crops = [np.stack([crop[i] for _, _, crop in done]) for i in range(len(self.components))]
-        embeddings = self._embed_crops(crops)
+
+        def one(item: tuple[Upload, PendingImage | None]) -> _Analysed:
+            with _blame(item[0]):
+                return self._analyse_one(item[0], require_single_face, item[1])
+
+        with self.fanout.request() as alone:
+            opened = self._open_all(uploads) if alone and len(uploads) > 1 else None
+            pendings: list[PendingImage | None] = list(opened) if opened else [None] * len(uploads)
+            spread = opened is not None and self._fit_together(opened)
+            done = self.fanout.map(one, list(zip(uploads, pendings, strict=True)), spread=spread)
+            crops = [np.stack([crop[i] for _, _, crop in done]) for i in range(len(self.components))]
+            embeddings = self._embed_crops(crops)
         return [FaceEmbedding(e, face, count) for e, (face, count, _) in zip(embeddings, done, strict=True)]
 
-    def _analyse_one(self, upload: Upload, require_single_face: bool) -> _Analysed:
+    def _open_all(self, uploads: Sequence[Upload]) -> list[PendingImage] | None:
+        """Every upload's header, or ``None`` if one is bad: the photos then go one after the other, which
+        reports the first failing photo in order, as always."""
+        try:
+            return [self._open(upload) for upload in uploads]
+        except ServiceError:
+            return None
+
+    def _fit_together(self, opened: Sequence[PendingImage]) -> bool:
+        """Whether the budget holds all these photos decoded at once, each at its most (its reduced image, or
+        the full-resolution one a small face may need): then side by side they are never refused where one
+        after the other they would not be."""
+        most = [max(self._reservation(p), p.upright_size[0] * p.upright_size[1] * (p.factor > 1)) for p in opened]
+        return sum(most) <= self.budget.capacity
+
+    def _reservation(self, pending: PendingImage) -> int:
+        """Pixels one photo holds while it is decoded and searched (its decode and the detector's input)."""
+        return pending.pixels + self.detector.input_pixels(pending.reduced_size)
+
+    def _analyse_one(self, upload: Upload, require_single_face: bool, pending: PendingImage | None) -> _Analysed:
         """Decode (reduced), detect, pick the main face and crop it: (face in full-resolution coordinates,
         faces found, one crop per component)."""
-        pending = self._open(upload)
+        pending = pending or self._open(upload)
         specs = [component.spec.input for component in self.components]
-        with self.budget.reserve(pending.pixels + self.detector.input_pixels(pending.reduced_size)):
+        with self.budget.reserve(self._reservation(pending)):
             decoded = self._decode(pending)
             located = self._locate(decoded.image, require_single_face)
             face = located.face

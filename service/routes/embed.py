@@ -6,8 +6,9 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, UploadFile
+from starlette.concurrency import run_in_threadpool
 
-from service.deps import EngineDep, SettingsDep, read_upload, require_multipart
+from service.deps import EngineDep, SettingsDep, analyse_parts, require_multipart
 from service.errors import InvalidRequest
 from service.routes.options import SingleFaceDep
 from service.schemas import EmbedResponse, EmbedResult, ModelRef, error_responses
@@ -22,7 +23,7 @@ router = APIRouter(tags=["embed"])
     responses=error_responses(400, 401, 413, 415, 422, 503, 500),
     summary="Embed the main face of each photo (several image parts: one result each, same order)",
 )
-def embed(
+async def embed(
     engine: EngineDep,
     settings: SettingsDep,
     require_single_face: SingleFaceDep,
@@ -31,8 +32,9 @@ def embed(
     started = time.perf_counter()
     if len(image) > settings.max_images:
         raise InvalidRequest(f"{len(image)} image parts; at most {settings.max_images} per request", field="image")
-    uploads = [read_upload(part, f"image[{i}]", settings.max_upload_bytes) for i, part in enumerate(image)]
-    results = engine.analyse(uploads, require_single_face=require_single_face)
+    parts = [(part, f"image[{i}]") for i, part in enumerate(image)]
+    # One worker thread for decoding and ONNX Runtime; the loop is never blocked (see routes/verify.py).
+    results = await run_in_threadpool(analyse_parts, engine, parts, settings.max_upload_bytes, require_single_face)
     return EmbedResponse(
         model=ModelRef.of(engine.card),
         dim=engine.card.dim,

@@ -20,7 +20,7 @@ router = APIRouter(tags=["gallery"])
 _TOP_K = "How many subjects to return, most similar first (default 5)"
 
 
-def top_k_option(
+async def top_k_option(
     top_k_form: Annotated[int | None, Form(alias="top_k", ge=1, le=100, description=_TOP_K)] = None,
     top_k_query: Annotated[int | None, Query(alias="top_k", ge=1, le=100, description=_TOP_K)] = None,
 ) -> int:

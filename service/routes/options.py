@@ -18,7 +18,7 @@ _SINGLE = "Several faces in a photo is a 422 multiple_faces instead of taking th
 
 
 # FastAPI merges the body fields of all dependencies by parameter name: the names must be unique.
-def threshold_option(
+async def threshold_option(
     threshold_form: Annotated[
         float | None, Form(alias="threshold", ge=-1.0, le=1.0, allow_inf_nan=False, description=_THRESHOLD)
     ] = None,
@@ -29,7 +29,7 @@ def threshold_option(
     return threshold_form if threshold_form is not None else threshold_query
 
 
-def far_option(
+async def far_option(
     far_form: Annotated[float | None, Form(alias="far", gt=0.0, lt=1.0, allow_inf_nan=False, description=_FAR)] = None,
     far_query: Annotated[
         float | None, Query(alias="far", gt=0.0, lt=1.0, allow_inf_nan=False, description=_FAR)
@@ -38,7 +38,7 @@ def far_option(
     return far_form if far_form is not None else far_query
 
 
-def threshold_choice(
+async def threshold_choice(
     engine: EngineDep,
     threshold: Annotated[float | None, Depends(threshold_option)],
     far: Annotated[float | None, Depends(far_option)],
@@ -47,7 +47,7 @@ def threshold_choice(
     return resolve_threshold(engine.card, threshold=threshold, far=far)
 
 
-def single_face_option(
+async def single_face_option(
     settings: SettingsDep,
     single_form: Annotated[bool | None, Form(alias="require_single_face", description=_SINGLE)] = None,
     single_query: Annotated[bool | None, Query(alias="require_single_face", description=_SINGLE)] = None,

@@ -29,13 +29,13 @@ from service.schemas import FaceOut, ModelRef
 router = APIRouter(tags=["gallery"])
 
 
-def get_gallery(state: StateDep) -> GalleryStore:
+async def get_gallery(state: StateDep) -> GalleryStore:
     if state.gallery is None:
         raise NotReady("the gallery is not open yet; retry shortly (GET /readyz turns 200 when ready)")
     return state.gallery
 
 
-def get_owner(request: Request, settings: SettingsDep) -> str:
+async def get_owner(request: Request, settings: SettingsDep) -> str:
     """The caller's gallery: its API key's (ApiKeyGuard has checked the key), or the shared one without keys."""
     return owner_of(request.headers.get("x-api-key") if settings.api_keys else None)
 

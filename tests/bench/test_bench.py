@@ -230,3 +230,26 @@ def test_accuracy_is_tied_to_the_benchmarked_file(tmp_path: Path) -> None:
     accuracy.attach([matched, stale], tmp_path / "runs")
     assert matched["lfw"]["sha256_check"] == "match" and matched["lfw"]["accuracy"] == 0.9
     assert stale["lfw"]["sha256_check"].startswith("MISMATCH")
+
+
+def test_service_level_alternates_bursts_and_reports_cpu(tmp_path: Path) -> None:
+    """Two real servers measured together: every level's requests split into bursts, both processes' CPU."""
+    if not STUDENTS.is_file():
+        pytest.skip(f"{STUDENTS.relative_to(REPO)} is not committed yet")
+    from bench.lfw import PhotoPair
+    from bench.service import LoadPlan, run
+
+    data = (REPO / "tests" / "data" / "Colin_Powell_0040.jpg").read_bytes()
+    pairs = [PhotoPair("a.jpg", "b.jpg", True, data, data)]
+    plan = LoadPlan(concurrency=(1, 2), requests=7, bursts=3, warmup=1, level_deadline=60.0)
+    targets = {"one": (STUDENTS, None), "two": (STUDENTS, None), "broken": (tmp_path / "absent.json", None)}
+    result = run(targets, pairs, plan, tmp_path)
+    assert "error" in result["broken"] and "levels" not in result["broken"]
+    for name in ("one", "two"):
+        levels = result[name]["levels"]
+        assert [level["concurrency"] for level in levels] == [1, 2]
+        for level in levels:
+            assert level["bursts"] == 3 and level["ok"] == level["sent"] == level["requests"] == 7
+            assert level["requests_per_s"] > 0 and level["p50_ms"] > 0
+            assert level["server_cpu_ms_per_request"] > 0 and level["client_cpu_ms_per_request"] > 0
+        assert result[name]["peak_rss_mib"] > 0

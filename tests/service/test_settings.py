@@ -16,6 +16,7 @@ def test_defaults() -> None:
     assert settings.manifest == REPO_ROOT / "models" / "manifest.json"
     assert settings.model is None and settings.threshold is None and settings.api_keys == []
     assert settings.threads == available_cpus() <= len(os.sched_getaffinity(0))
+    assert settings.detector_threads == 1 and settings.photo_threads == available_cpus()
     assert settings.max_upload_bytes == 10 * 1024 * 1024 and settings.max_pixels == 40_000_000
     assert (settings.host, settings.port) == ("0.0.0.0", 8000)
 
@@ -25,6 +26,8 @@ def test_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         "FACE_API_KEYS": " one ,two,, ",
         "FACE_MAX_UPLOAD_BYTES": "1234",
         "FACE_THREADS": "1",
+        "FACE_DETECTOR_THREADS": "2",
+        "FACE_PHOTO_THREADS": "1",
         "FACE_MODEL": "student",
         "FACE_THRESHOLD": "0.42",
         "FACE_LOG_LEVEL": "debug",
@@ -37,9 +40,12 @@ def test_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (settings.max_upload_bytes, settings.threads, settings.model) == (1234, 1, "student")
     assert (settings.threshold, settings.log_level, settings.port) == (0.42, "DEBUG", 9000)
     assert str(settings.manifest) == "/tmp/m.json"
+    assert (settings.detector_threads, settings.photo_threads) == (2, 1)
 
 
-@pytest.mark.parametrize(("name", "value"), [("FACE_THREADS", "0"), ("FACE_THRESHOLD", "2"), ("FACE_PORT", "x")])
+@pytest.mark.parametrize(
+    ("name", "value"), [("FACE_THREADS", "0"), ("FACE_PHOTO_THREADS", "0"), ("FACE_THRESHOLD", "2"), ("FACE_PORT", "x")]
+)
 def test_invalid_values_are_rejected(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError):

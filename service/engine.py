@@ -193,7 +193,7 @@ class Engine:
         """Pixels one photo holds while it is decoded and searched (its decode and the detector's input)."""
         return pending.pixels + self.detector.input_pixels(pending.reduced_size)
 
-    def _analyse_one(self, upload: Upload, require_single_face: bool, pending: PendingImage | None) -> _Analysed:
+    def _analyse_one(self, upload: Upload, require_single_face: bool, pending: PendingImage | None = None) -> _Analysed:
         """Decode (reduced), detect, pick the main face and crop it: (face in full-resolution coordinates,
         faces found, one crop per component)."""
         pending = pending or self._open(upload)

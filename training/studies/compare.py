@@ -59,7 +59,11 @@ def _published(name: str, crops: NDArray[np.uint8]) -> NDArray[np.float32]:
     component, *rest = json.loads((MODELS / "manifest.json").read_text())["models"][name]["components"]
     if rest or component["input"]["width"] != crops.shape[1]:
         raise ValueError(f"{name}: only single-component {crops.shape[1]} px students are supported here")
-    run = onnx_runner(MODELS / component["file"])
+    return _onnx(MODELS / component["file"], crops)
+
+
+def _onnx(graph: Path, crops: NDArray[np.uint8]) -> NDArray[np.float32]:
+    run = onnx_runner(graph)
     return np.concatenate([run(crops[lo : lo + 256]) for lo in range(0, len(crops), 256)])
 
 
@@ -91,6 +95,12 @@ def compare(run_dirs: list[Path], models: tuple[str, ...] | list[str] = ()) -> d
             "holdout_1pass": {key: last[f"holdout_1pass_{key}"] for key in ("cos_to_teacher", "accuracy", "auc")},
         }
         log.info("%s: %s", cfg.name, json.dumps(out["runs"][cfg.name]["celeba_test_selection_folds"]))
+        if (shipped := run_dir / "student.onnx").exists():  # exported: also as it would ship (int8 or float)
+            student[needed] = _onnx(shipped, crops_by_size[size][needed])
+            out["runs"][f"{cfg.name} (exported, ONNX)"] = {
+                **out["runs"][cfg.name],
+                "celeba_test_selection_folds": _scores(student, pairs),
+            }
     for name in models:
         crops = crops_by_size.get(64)
         crops = np.asarray(cache.load("arcface64", 0)) if crops is None else crops

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
-from training.data.feature_cache import CropSpec, onnx_runner
+from training.data.feature_cache import CropSpec, Runner, onnx_runner
 from training.data.landmarks import Landmarks
 from training.data.sets import load_rgb
 from training.data.views import crop_view
 from training.paths import CACHE
-
-Runner = Callable[[NDArray[np.uint8]], NDArray[np.float32]]
 
 
 def aligned_crops(landmarks: Landmarks, spec: CropSpec, indices: NDArray[np.int64] | None = None) -> NDArray[np.uint8]:

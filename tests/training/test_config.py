@@ -117,8 +117,6 @@ def _configs() -> tuple[dict[str, list[Path]], dict[str, RunConfig]]:
 
 NAMED, STUDIES = _configs()
 COMMITTED = sorted(p.parent.name for p in RUNS.glob("*/config.yaml"))
-# The ablation ran before its base (published/plain/ensemble.yaml) took the ablation's verdict (selection.redundancy
-# 0) and its own time budget (train.max_minutes 42): its variants resolve to other inputs than its six runs did.
 
 
 def test_no_two_configs_name_one_run() -> None:

@@ -28,6 +28,12 @@ class Pairs:
         """Sorted indices of the images the pairs use."""
         return np.unique(np.concatenate([self.left, self.right]))
 
+    def on_images(self) -> tuple[NDArray[np.int64], Pairs]:
+        """The images the pairs use (:meth:`images`) and the same pairs indexing that shorter list instead."""
+        used = self.images()
+        local = np.searchsorted(used, self.left), np.searchsorted(used, self.right)
+        return used, Pairs(local[0], local[1], self.same, self.fold)
+
 
 def read_pairs(files: list[str], limit_per_fold: int | None = None) -> Pairs:
     """Parse ``lfw/pairs.txt`` against ``files`` (relative paths as returned by ``data.lfw_files``)."""

@@ -91,3 +91,11 @@ def test_cosine_scores_normalise_first() -> None:
     embeddings = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
     pairs = Pairs(np.array([0, 0, 2]), np.array([1, 2, 2]), np.ones(3, bool), np.zeros(3, np.int64))
     np.testing.assert_allclose(cosine_scores(embeddings, pairs), [0.0, 1 / np.sqrt(2), 1.0])
+
+
+def test_pairs_on_images_index_the_shorter_list_of_the_images_they_use() -> None:
+    pairs = Pairs(np.array([7, 2, 9]), np.array([2, 11, 7]), np.array([True, False, True]), np.array([0, 1, 2]))
+    used, local = pairs.on_images()
+    assert used.tolist() == [2, 7, 9, 11]
+    assert used[local.left].tolist() == pairs.left.tolist() and used[local.right].tolist() == pairs.right.tolist()
+    assert local.same is pairs.same and local.fold is pairs.fold

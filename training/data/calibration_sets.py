@@ -65,15 +65,7 @@ def read_celeba_test(folder: Path = CELEBA_TEST) -> CelebaTest:
 def lfw_protocol() -> tuple[list[str], Pairs]:
     """The LFW photos the 6,000 protocol pairs use (relative to the data folder) and the pairs over them."""
     every = lfw_files()
-    pairs = read_pairs(every)
-    used = pairs.images()
-    remap = {int(i): k for k, i in enumerate(used)}
-    local = Pairs(
-        np.array([remap[int(i)] for i in pairs.left]),
-        np.array([remap[int(i)] for i in pairs.right]),
-        pairs.same,
-        pairs.fold,
-    )
+    used, local = read_pairs(every).on_images()
     return [every[i] for i in used], local
 
 

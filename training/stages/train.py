@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from training.config import load_config
-from training.evaluate import Pairs, cosine_scores, ten_fold
+from training.evaluate import cosine_scores, ten_fold
 from training.neurons import NeuronSpace
 from training.paths import REPO, checkpoint_path
 from training.stages.run import Run, pool_split
@@ -55,17 +55,10 @@ def stage_train(run: Run) -> Student:
         len(run.cfg.data.views),
         len(chosen),
     )
-    hold_idx = pairs.images()
+    hold_idx, local = pairs.on_images()
     hold_crops = np.asarray(cache.load(run.student_crop_name(), 0))[hold_idx]
     hold_mirrored = np.ascontiguousarray(hold_crops[:, :, ::-1])  # once, not at every epoch's validation
     hold_target = space.transform({t: np.asarray(cache.load(t, 0))[hold_idx] for t in run.cfg.teachers})[:, chosen]
-    remap = {int(i): k for k, i in enumerate(hold_idx)}
-    local = Pairs(
-        np.array([remap[int(i)] for i in pairs.left]),
-        np.array([remap[int(i)] for i in pairs.right]),
-        pairs.same,
-        pairs.fold,
-    )
 
     def scores(pred: np.ndarray, prefix: str) -> dict[str, float]:
         cos = np.sum(pred * hold_target, 1) / np.linalg.norm(pred, axis=1) / np.linalg.norm(hold_target, axis=1)

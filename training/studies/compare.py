@@ -137,14 +137,8 @@ def _holdout_set(run_dir: Path) -> tuple[NDArray[np.uint8], Pairs]:
     indexing those crops."""
     run = Run(load_config(run_dir / "config.yaml"), run_dir.parent)
     _, pairs = holdout(run)
-    images = pairs.images()
-    local = {int(i): k for k, i in enumerate(images)}
-    crops = np.asarray(run.cache().load("arcface64", 0))[images]
-
-    def remap(index: NDArray[np.int64]) -> NDArray[np.int64]:
-        return np.array([local[int(i)] for i in index])
-
-    return crops, Pairs(remap(pairs.left), remap(pairs.right), pairs.same, pairs.fold)
+    images, local = pairs.on_images()
+    return np.asarray(run.cache().load("arcface64", 0))[images], local
 
 
 def markdown(table: dict[str, Any]) -> str:

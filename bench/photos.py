@@ -3,7 +3,10 @@
 1. ``/verify`` one request at a time on the pairs of ``../shared/data/photos/master.csv`` (0.16-14 MP),
    interleaved request by request with the 250x250 LFW pairs, against one student server: median and p95
    of each, their ratio, and the accuracy of the served verdicts on ``master.csv``.
-2. The same real pairs stage by stage in process (:mod:`bench.breakdown`): the student's share of the time.
+2. The same real pairs stage by stage in process (:mod:`bench.breakdown`): the student's share of the time,
+   and the decode floor: each pair's larger photo decoded at the least Pillow's JPEG decoder can do (1/8 DCT
+   scale; other formats in full), against the LFW pairs' own decode, so the real/LFW ratio no pipeline on this
+   decoder can go below is measured in the same run.
 3. A flood: 16 clients, each ``/verify`` carrying two ~40 MP JPEGs built here from a real photo pasted,
    enlarged, into a large canvas (two photos of one person, so the right verdict is "same"), against a fresh
    server: peak RSS (VmHWM) and RSS afterwards, p50/p95, every status code, overloaded 503s told apart from
@@ -125,6 +128,36 @@ def interleaved(port: int, real: Sequence[PhotoPair], lfw: Sequence[PhotoPair], 
         "master_accuracy": correct / total if total else None,
         "master_pairs": total,
     }
+
+
+def _decode_seconds(data: bytes, smallest: bool) -> float:
+    started = time.perf_counter()
+    with Image.open(io.BytesIO(data)) as image:
+        if smallest and image.format == "JPEG":
+            image.draft(image.mode, (1, 1))  # libjpeg-turbo picks its smallest scale, 1/8
+        image.load()
+    return time.perf_counter() - started
+
+
+def decode_floor(
+    real: Sequence[PhotoPair], lfw: Sequence[PhotoPair], verify: dict[str, Any], rounds: int = 3
+) -> dict[str, Any]:
+    """The lowest real/LFW ``/verify`` ratio any pipeline decoding with Pillow can reach: the engine decodes a
+    request's two photos side by side, so a real request costs at least the LFW request minus the LFW pair's
+    decode plus the real pair's slower photo decoded at 1/8 scale. Pairs alternate real/LFW; best of ``rounds``.
+    """
+    real_s, lfw_s = [], []
+    for index in range(max(len(real), len(lfw))):
+        for pairs, out, smallest in ((real, real_s, True), (lfw, lfw_s, False)):
+            if index < len(pairs):
+                pair = pairs[index]
+                out.append(
+                    min(max(_decode_seconds(d, smallest) for d in (pair.data1, pair.data2)) for _ in range(rounds))
+                )
+    real_ms, lfw_ms = 1000 * float(np.median(real_s)), 1000 * float(np.median(lfw_s))
+    lfw_verify = verify["lfw"]["median_ms"]
+    ratio = (lfw_verify - lfw_ms + real_ms) / lfw_verify if lfw_verify else None
+    return {"real_decode_ms": real_ms, "lfw_decode_ms": lfw_ms, "lfw_verify_ms": lfw_verify, "ratio_floor": ratio}
 
 
 def flood_photo(path: Path, canvas: tuple[int, int] = FLOOD_CANVAS) -> bytes:
@@ -288,6 +321,7 @@ def run(
     with running(manifest, model, serve, log_dir / "service-photos.log") as server:
         log.info("real photos: %d master.csv pairs interleaved with LFW pairs, one at a time", len(real))
         result["interleaved"] = interleaved(server.port, real, lfw_pairs, plan)
+    result["decode_floor"] = decode_floor(real, lfw_pairs, result["interleaved"])
     result["breakdown"] = breakdown.run(
         {"student": (manifest, model)}, real, threads=2, requests=min(plan.breakdown_pairs, len(real))
     )["student"]
@@ -328,6 +362,7 @@ def markdown(result: dict[str, Any] | None) -> list[str]:
         "",
         "(Stages summed over a request's two photos, which the engine decodes and searches side by side: they can "
         "add up to more than the total.)",
+        *_floor_lines(result.get("decode_floor")),
         "",
         f"Flood: {flood_['clients']} clients, {flood_['requests']} /verify of two ~40 MP JPEGs "
         f"({flood_['body_bytes'] / 1e6:.1f} MB per request) in {flood_['wall_s']:.1f} s: outcomes "
@@ -340,6 +375,18 @@ def markdown(result: dict[str, Any] | None) -> list[str]:
         f"{lfw['roc_auc']:.4f}; {lfw['without_face']} of {lfw['images']} images without a face.",
     ]
     return lines
+
+
+def _floor_lines(floor: dict[str, Any] | None) -> list[str]:
+    if not floor or floor.get("ratio_floor") is None:
+        return []
+    return [
+        "",
+        f"Decode floor: each real pair's slower photo decoded at 1/8 DCT scale, the least Pillow's JPEG decoder can "
+        f"do (median {floor['real_decode_ms']:.2f} ms), against the LFW pair's full decode "
+        f"({floor['lfw_decode_ms']:.2f} ms) in a {floor['lfw_verify_ms']:.1f} ms LFW /verify: no pipeline "
+        f"decoding with Pillow goes below **{floor['ratio_floor']:.2f}x**.",
+    ]
 
 
 def _pct(value: float | None) -> float | None:

@@ -5,6 +5,7 @@ No assertion is about how fast anything is: the numbers must exist, be positive 
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -253,3 +254,21 @@ def test_service_level_alternates_bursts_and_reports_cpu(tmp_path: Path) -> None
             assert level["requests_per_s"] > 0 and level["p50_ms"] > 0
             assert level["server_cpu_ms_per_request"] > 0 and level["client_cpu_ms_per_request"] > 0
         assert result[name]["peak_rss_mib"] > 0
+
+
+def test_decode_floor_is_a_lower_bound_measured_on_real_photos() -> None:
+    from PIL import Image
+
+    from bench.lfw import PhotoPair
+    from bench.photos import decode_floor
+
+    data = Path(__file__).resolve().parents[1] / "data"
+    small = [(data / f"{name}.jpg").read_bytes() for name in ("Laura_Bush_0001", "Laura_Bush_0021")]
+    buffer = io.BytesIO()  # a 2000x2000 JPEG: decoded at 1/8 it is 250x250
+    Image.open(data / "Laura_Bush_0001.jpg").resize((2000, 2000)).save(buffer, "JPEG", quality=90)
+    lfw = [PhotoPair("a", "b", True, *small)]
+    real = [PhotoPair("big", "a", True, buffer.getvalue(), small[0])]
+    floor = decode_floor(real, lfw, {"lfw": {"median_ms": 10.0}}, rounds=2)
+    assert floor["real_decode_ms"] > 0 and floor["lfw_decode_ms"] > 0
+    expected = (10.0 - floor["lfw_decode_ms"] + floor["real_decode_ms"]) / 10.0
+    assert floor["ratio_floor"] == pytest.approx(expected)

@@ -147,3 +147,10 @@ def test_published_models_come_from_configs_under_published() -> None:
         assert path.is_relative_to(CONFIGS / "published") and load_config(path).publish_as == name, name
     experiments = [p for paths in NAMED.values() for p in paths if p.is_relative_to(CONFIGS / "experiments")]
     assert experiments and not [p for p in experiments if load_config(p).publish_as]
+
+
+def test_config_base_supplies_what_a_run_leaves_out(tmp_path: Path) -> None:
+    (tmp_path / "base.yaml").write_text("name: base\ntrain:\n  epochs: 3\n  lr: 0.5\ndata:\n  views: [0, 6]\n")
+    (tmp_path / "run.yaml").write_text("base: base.yaml\nname: run\ntrain:\n  epochs: 7\n")
+    cfg = load_config(tmp_path / "run.yaml")
+    assert (cfg.name, cfg.train.epochs, cfg.train.lr, cfg.data.views) == ("run", 7, 0.5, [0, 6])

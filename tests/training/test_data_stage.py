@@ -9,12 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.config import load_config
 from training.data.curate import max_cosine
 from training.data.feature_cache import view_for
 from training.data.sources import Source, extract_source, git_dir
 from training.data.views import CANVAS, CANVAS_TEMPLATE, RICH_FIRST, Mix, Occluder, View, render_view
-from training.studies.pose import estimated_yaw
 from training.trainer import SampledViews
 
 PHOTO = Path(__file__).resolve().parent.parent / "data" / "Laura_Bush_0001.jpg"
@@ -121,20 +119,6 @@ def test_sampled_views_show_each_image_in_distinct_views_each_epoch() -> None:
     assert (x[:, 0, 0, 0] == view).all() and (t[:, 0] == 10 * view + image).all()
     for i in range(3):  # each image twice, in two different views
         assert len(set(view[image == i].tolist())) == 2
-
-
-def test_config_base_supplies_what_a_run_leaves_out(tmp_path: Path) -> None:
-    (tmp_path / "base.yaml").write_text("name: base\ntrain:\n  epochs: 3\n  lr: 0.5\ndata:\n  views: [0, 6]\n")
-    (tmp_path / "run.yaml").write_text("base: base.yaml\nname: run\ntrain:\n  epochs: 7\n")
-    cfg = load_config(tmp_path / "run.yaml")
-    assert (cfg.name, cfg.train.epochs, cfg.train.lr, cfg.data.views) == ("run", 7, 0.5, [0, 6])
-
-
-def test_estimated_yaw_is_zero_when_frontal_and_grows_as_the_nose_moves() -> None:
-    frontal = np.array([[[0, 0], [10, 0], [5, 5], [1, 9], [9, 9]]], float)
-    turned = frontal.copy()
-    turned[0, 2, 0] = 5 + 6.0  # nose 0.6 eye distances off the midpoint: tan(yaw) = 1
-    np.testing.assert_allclose(estimated_yaw(np.concatenate([frontal, turned])), [0.0, 45.0], atol=1e-9)
 
 
 def test_a_repository_run_keeps_its_checkpoint_in_the_cache_and_other_runs_keep_theirs(tmp_path: Path) -> None:

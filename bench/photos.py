@@ -146,7 +146,8 @@ def decode_floor(
     request's two photos side by side, so a real request costs at least the LFW request minus the LFW pair's
     decode plus the real pair's slower photo decoded at 1/8 scale. Pairs alternate real/LFW; best of ``rounds``.
     """
-    real_s, lfw_s = [], []
+    real_s: list[float] = []
+    lfw_s: list[float] = []
     for index in range(max(len(real), len(lfw))):
         for pairs, out, smallest in ((real, real_s, True), (lfw, lfw_s, False)):
             if index < len(pairs):

@@ -4,7 +4,7 @@
    interleaved request by request with the 250x250 LFW pairs, against one student server: median and p95
    of each, their ratio, and the accuracy of the served verdicts on ``master.csv``.
 2. The same real pairs stage by stage in process (:mod:`bench.breakdown`): the student's share of the time,
-   and the decode floor: each pair's larger photo decoded at the least Pillow's JPEG decoder can do (1/8 DCT
+   and the decode floor: each pair's slower photo decoded at the least Pillow's JPEG decoder can do (1/8 DCT
    scale; other formats in full), against the LFW pairs' own decode, so the real/LFW ratio no pipeline on this
    decoder can go below is measured in the same run.
 3. A flood: 16 clients, each ``/verify`` carrying two ~40 MP JPEGs built here from a real photo pasted,

@@ -256,7 +256,7 @@ def test_service_level_alternates_bursts_and_reports_cpu(tmp_path: Path) -> None
         assert result[name]["peak_rss_mib"] > 0
 
 
-def test_decode_floor_is_a_lower_bound_measured_on_real_photos() -> None:
+def test_decode_floor_puts_the_real_pairs_decode_in_place_of_the_lfw_pairs() -> None:
     from PIL import Image
 
     from bench.lfw import PhotoPair

@@ -122,11 +122,22 @@ class Verification:
         return asdict(self)
 
 
+def _unit(rows: NDArray[np.floating]) -> NDArray[np.float64]:
+    e = np.asarray(rows, dtype=np.float64)
+    unit: NDArray[np.float64] = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+    return unit
+
+
 def cosine_scores(embeddings: NDArray[np.floating], pairs: Pairs) -> NDArray[np.float64]:
-    e = np.asarray(embeddings, dtype=np.float64)
-    e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+    e = _unit(embeddings)
     scores: NDArray[np.float64] = np.sum(e[pairs.left] * e[pairs.right], axis=1)
     return scores
+
+
+def row_cosine(pred: NDArray[np.floating], target: NDArray[np.floating]) -> NDArray[np.float64]:
+    """Cosine of each row of ``pred`` with the same row of ``target``: how closely a student fits its target."""
+    cos: NDArray[np.float64] = np.sum(_unit(pred) * _unit(target), axis=1)
+    return cos
 
 
 def fold_thresholds(scores: NDArray[np.float64], pairs: Pairs) -> dict[int, float]:

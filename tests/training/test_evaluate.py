@@ -12,6 +12,7 @@ from training.evaluate import (
     fold_correct,
     fold_thresholds,
     roc_auc,
+    row_cosine,
     tar_at_far,
     ten_fold,
 )
@@ -99,3 +100,9 @@ def test_pairs_on_images_index_the_shorter_list_of_the_images_they_use() -> None
     assert used.tolist() == [2, 7, 9, 11]
     assert used[local.left].tolist() == pairs.left.tolist() and used[local.right].tolist() == pairs.right.tolist()
     assert local.same is pairs.same and local.fold is pairs.fold
+
+
+def test_row_cosine_compares_each_row_with_its_own_target_only() -> None:
+    pred = np.array([[1.0, 0.0], [3.0, 3.0], [0.0, -2.0]])
+    target = np.array([[2.0, 0.0], [0.0, 1.0], [0.0, 5.0]])  # same direction, 45 degrees, opposite
+    np.testing.assert_allclose(row_cosine(pred, target), [1.0, np.sqrt(0.5), -1.0])

@@ -1,9 +1,10 @@
-"""The studies' own arithmetic (pose binning from landmarks)."""
+"""The studies' own arithmetic (pose binning from landmarks, the twins table)."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from training.studies.compare import markdown
 from training.studies.pose import estimated_yaw
 
 
@@ -12,3 +13,31 @@ def test_estimated_yaw_is_zero_when_frontal_and_grows_as_the_nose_moves() -> Non
     turned = frontal.copy()
     turned[0, 2, 0] = 5 + 6.0  # nose 0.6 eye distances off the midpoint: tan(yaw) = 1
     np.testing.assert_allclose(estimated_yaw(np.concatenate([frontal, turned])), [0.0, 45.0], atol=1e-9)
+
+
+def test_compare_table_shows_the_training_fit_beside_the_held_out_cosine() -> None:
+    scores = {"accuracy": 0.9, "accuracy_std": 0.01, "auc": 0.97, "tar_at_far_1e2": 0.7, "accuracy_turned": 0.8}
+    table = {
+        "pairs": 3000,
+        "turned_pairs": 193,
+        "runs": {
+            "twin": {
+                "epochs": 8,
+                "celeba_test_selection_folds": scores,
+                "selected_teacher_neurons": scores,
+                "holdout_1pass": {"cos_to_teacher": 0.7026, "accuracy": 0.8833, "auc": 0.9554},
+                "train_cos_to_teacher": 0.7140,
+            },
+            "published (ONNX)": {
+                "epochs": None,
+                "celeba_test_selection_folds": scores,
+                "selected_teacher_neurons": None,
+                "holdout_1pass": {"accuracy": 0.901, "auc": 0.9648},
+            },
+        },
+    }
+    rows = [line for line in markdown(table).splitlines() if line.startswith("| twin") or line.startswith("| pub")]
+    assert "| 0.7026 | 0.7140 | 88.33 % | 0.9554 |" in rows[0]
+    assert "| - | - | 90.10 % | 0.9648 | - |" in rows[1]
+    header = markdown(table).splitlines()[4]
+    assert header.count("|") == rows[0].count("|") == rows[1].count("|")

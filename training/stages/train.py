@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from training.config import load_config
-from training.evaluate import cosine_scores, ten_fold
+from training.evaluate import cosine_scores, row_cosine, ten_fold
 from training.neurons import NeuronSpace
 from training.paths import REPO, checkpoint_path
 from training.stages.run import Run, pool_split
@@ -61,10 +61,9 @@ def stage_train(run: Run) -> Student:
     hold_target = space.transform({t: np.asarray(cache.load(t, 0))[hold_idx] for t in run.cfg.teachers})[:, chosen]
 
     def scores(pred: np.ndarray, prefix: str) -> dict[str, float]:
-        cos = np.sum(pred * hold_target, 1) / np.linalg.norm(pred, axis=1) / np.linalg.norm(hold_target, axis=1)
         ver = ten_fold(cosine_scores(pred, local), local)
         return {
-            f"{prefix}cos_to_teacher": float(cos.mean()),
+            f"{prefix}cos_to_teacher": float(row_cosine(pred, hold_target).mean()),
             f"{prefix}accuracy": ver.accuracy,
             f"{prefix}auc": ver.roc_auc,
         }

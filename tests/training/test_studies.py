@@ -6,6 +6,7 @@ import numpy as np
 
 from training.studies.compare import markdown
 from training.studies.pose import estimated_yaw
+from training.studies.resolution import reduced
 
 
 def test_estimated_yaw_is_zero_when_frontal_and_grows_as_the_nose_moves() -> None:
@@ -41,3 +42,15 @@ def test_compare_table_shows_the_training_fit_beside_the_held_out_cosine() -> No
     assert "| - | - | 90.10 % | 0.9648 | - |" in rows[1]
     header = markdown(table).splitlines()[4]
     assert header.count("|") == rows[0].count("|") == rows[1].count("|")
+
+
+def test_reduced_crops_keep_their_size_and_lose_only_detail() -> None:
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, (2, 112, 112, 3), dtype=np.uint8)
+    assert reduced(crops, 112) is crops  # at full size: untouched
+    low = reduced(crops, 28)
+    assert low.shape == crops.shape and low.dtype == np.uint8
+    # noise loses its detail, a flat crop loses nothing
+    assert np.abs(low.astype(float) - crops).mean() > 30
+    flat = np.full((1, 112, 112, 3), 90, np.uint8)
+    np.testing.assert_array_equal(reduced(flat, 28), flat)

@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 
 from training.config import load_config
 from training.data.curate import set_cache, set_landmarks
-from training.data.feature_cache import onnx_runner
+from training.data.feature_cache import ViewCache, arcface_crop, onnx_runner
 from training.evaluate import Pairs, cosine_scores, fold_correct, row_cosine, tar_at_far, ten_fold
 from training.neurons import NeuronSpace
 from training.paths import MODELS
@@ -60,6 +60,14 @@ def _scores(embeddings: NDArray[np.floating], pairs: Pairs, turned: NDArray[np.b
         "tar_at_far_1e2": tar_at_far(scores, pairs.same, 1e-2),
         "accuracy_turned": float(fold_correct(scores, pairs)[turned].mean()),
     }
+
+
+def student_crops(cache: ViewCache, size: int) -> NDArray[np.uint8]:
+    """The plain ``size`` px student crops of a per-set cache, rendered first if that size has none yet."""
+    name = f"arcface{size}"
+    if not cache.complete(name, 0):
+        cache.build(0, {name: (arcface_crop(size), None)})
+    return np.asarray(cache.load(name, 0))
 
 
 def _published(name: str, crops: NDArray[np.uint8]) -> NDArray[np.float32]:
@@ -94,7 +102,7 @@ def compare(run_dirs: list[Path], models: tuple[str, ...] | list[str] = ()) -> d
         cfg = load_config(run_dir / "config.yaml")
         size = cfg.student.input_size
         if size not in crops_by_size:
-            crops_by_size[size] = np.asarray(cache.load(f"arcface{size}", 0))
+            crops_by_size[size] = student_crops(cache, size)
         model = load_trained(run_dir, cfg.student)
         chosen = json.loads((run_dir / "selection.json").read_text())["selected"]
         space = NeuronSpace.load(run_dir / "neurons.npz")

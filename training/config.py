@@ -126,6 +126,8 @@ _ADDED_LATER: dict[tuple[str, ...], Any] = {
     ("train", "mirror"): 0.0,
     ("student", "stem_blocks"): 0,
     ("student", "reparam"): False,
+    ("student", "tail_blocks"): 0,
+    ("student", "tail_width"): 32,
     ("export", "calibration"): "minmax",
     ("export", "float_tail"): False,
     ("data", "curated"): False,

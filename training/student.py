@@ -10,6 +10,11 @@ so we keep that shape and tune widths, depth, input size and the head:
   for the same time per face. ``stem_blocks`` adds residual convs right after the stem, at the highest
   resolution: each costs few parameters (the stem is the narrowest layer) but many multiply-adds.
 
+``tail_blocks`` adds bottleneck residual blocks (:class:`Bottleneck`: 1x1 down to ``tail_width`` channels, 3x3,
+1x1 back up) after the last stage, at its resolution: the last stage is the widest, where a full 3x3 residual
+conv would cost more parameters than the compression budget has left (147 k at 128 channels); a bottleneck of
+width 32 costs 17 k.
+
 The head replaces the big flattened FC by a global depthwise conv (GDC, as in MobileFaceNet) so that
 parameters stay under the compression budget while keeping spatial weighting.
 
@@ -43,6 +48,8 @@ class StudentConfig:
     out_dim: int = 256
     dropout: float = 0.0
     reparam: bool = False  # train multi-branch convs (RepConv), served fused as the plain net (Student.fused)
+    tail_blocks: int = 0  # bottleneck residual blocks after the last stage (Bottleneck), never re-parameterised
+    tail_width: int = 32  # their inner width
 
 
 def _conv(cin: int, cout: int, stride: int = 1, reparam: bool = False) -> list[nn.Module]:
@@ -105,6 +112,28 @@ class Residual(nn.Module):
         return x + residual
 
 
+class Bottleneck(nn.Module):
+    """``x + bn(conv1x1(relu(bn(conv3x3(relu(bn(conv1x1(x))))))))``: a residual block whose 3x3 conv runs at
+    ``width`` channels. The sum is linear (no ReLU after the last BN), as in ResNet's and MobileNetV2's blocks."""
+
+    def __init__(self, channels: int, width: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, width, 1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, width, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, channels, 1, bias=False),
+            nn.BatchNorm2d(channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        residual: torch.Tensor = self.body(x)
+        return x + residual
+
+
 class Student(nn.Module):
     """``(N, 3, S, S)`` RGB 0-255 -> ``(N, out_dim)`` regressed teacher neurons (normalisation is in the graph)."""
 
@@ -133,6 +162,8 @@ class Student(nn.Module):
             size //= 2
         self.features = nn.Sequential(*layers)
         last = cfg.channels[-1]
+        # Outside ``features``: Student.fused and warm_start walk the re-parameterisable trunk only.
+        self.tail = nn.Sequential(*(Bottleneck(last, cfg.tail_width) for _ in range(cfg.tail_blocks)))
         self.gdc = nn.Sequential(
             nn.Conv2d(last, last, size, groups=last, bias=False), nn.BatchNorm2d(last), nn.Flatten()
         )
@@ -148,7 +179,7 @@ class Student(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - self.mean) * self.scale
-        out: torch.Tensor = self.head(self.gdc(self.features(x)))
+        out: torch.Tensor = self.head(self.gdc(self.tail(self.features(x))))
         return out
 
     @torch.no_grad()
@@ -159,7 +190,7 @@ class Student(nn.Module):
         if not self.cfg.reparam:
             return self
         plain = Student(dataclasses.replace(self.cfg, reparam=False))
-        plain.load_state_dict(self.state_dict(), strict=False)  # GDC, head and buffers: same names
+        plain.load_state_dict(self.state_dict(), strict=False)  # tail, GDC, head and buffers: same names
         reps = [m for m in self.features.modules() if isinstance(m, RepConv)]
         convs = [m for m in plain.features.modules() if isinstance(m, nn.Conv2d)]
         bns = [m for m in plain.features.modules() if isinstance(m, nn.BatchNorm2d)]

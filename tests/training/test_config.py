@@ -21,7 +21,13 @@ RUNS = REPO / "runs"
 
 @pytest.mark.parametrize(
     ("key", "default", "value"),
-    [("train.mirror", "0.0", "0.5"), ("train.relational_weight", "0.0", "2.0"), ("student.stem_blocks", "0", "1")],
+    [
+        ("train.mirror", "0.0", "0.5"),
+        ("train.relational_weight", "0.0", "2.0"),
+        ("student.stem_blocks", "0", "1"),
+        ("student.tail_blocks", "0", "2"),
+        ("student.tail_width", "32", "48"),
+    ],
 )
 def test_a_later_setting_changes_the_hash_only_away_from_its_default(key: str, default: str, value: str) -> None:
     base = load_config(None, ["name=x"]).hash()

@@ -133,7 +133,9 @@ def _trained_bn(model: torch.nn.Module, seed: int = 0) -> None:
 
 @pytest.mark.parametrize("downsample", ["stride", "pool"])
 def test_a_reparameterised_student_fuses_into_the_plain_net_it_equals(downsample: str) -> None:
-    cfg = StudentConfig(64, [16, 24, 32, 48], downsample=downsample, blocks=[1, 1, 0], stem_blocks=1, out_dim=40)
+    cfg = StudentConfig(
+        64, [16, 24, 32, 48], downsample=downsample, blocks=[1, 1, 0], stem_blocks=1, tail_blocks=1, out_dim=40
+    )
     rep = Student(dataclasses.replace(cfg, reparam=True))
     _trained_bn(rep)
     rep.eval()
@@ -177,3 +179,19 @@ def test_a_reparameterised_student_trains_on_the_trainers_channels_last_crops() 
         loss.backward()  # type: ignore[no-untyped-call]
         opt.step()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_bottleneck_tail_blocks_cost_what_their_convs_hold_and_start_as_the_trunk_plus_a_residual() -> None:
+    base = StudentConfig(64, [24, 32, 64, 128], downsample="stride", blocks=[3, 2, 0], stem_blocks=1, out_dim=192)
+    tailed = dataclasses.replace(base, tail_blocks=2, tail_width=32)
+    plain, deep = Student(base), Student(tailed)
+    # per block: 1x1 128->32, 3x3 32->32, 1x1 32->128, and three BNs (scale and shift)
+    per_block = 128 * 32 + 32 * 32 * 9 + 32 * 128 + 2 * (32 + 32 + 128)
+    assert parameter_count(deep) - parameter_count(plain) == 2 * per_block
+    assert set(plain.state_dict()) < set(deep.state_dict())  # a student without a tail keeps its checkpoint keys
+    x = torch.rand(2, 3, 64, 64) * 255
+    deep.eval()
+    trunk = deep.features((x - deep.mean) * deep.scale)
+    with torch.no_grad():
+        torch.testing.assert_close(deep.tail[0](trunk), trunk + deep.tail[0].body(trunk))
+    assert deep(x).shape == (2, 192)

@@ -44,7 +44,7 @@ class StudentConfig:
     downsample: str = "pool"  # "pool" (conv + max-pool) or "stride" (stride-2 conv)
     blocks: list[int] = field(default_factory=list)  # residual 3x3 convs after each stage's downsampling
     stem_blocks: int = 0  # residual 3x3 convs at the stem's resolution: few parameters, many multiply-adds
-    hidden: int = 256
+    hidden: int = 256  # the head's hidden layer; 0: the GDC's output goes straight to the output layer
     out_dim: int = 256
     dropout: float = 0.0
     reparam: bool = False  # train multi-branch convs (RepConv), served fused as the plain net (Student.fused)
@@ -167,13 +167,17 @@ class Student(nn.Module):
         self.gdc = nn.Sequential(
             nn.Conv2d(last, last, size, groups=last, bias=False), nn.BatchNorm2d(last), nn.Flatten()
         )
-        self.head = nn.Sequential(
-            nn.Linear(last, cfg.hidden),
-            nn.BatchNorm1d(cfg.hidden),
-            nn.ReLU(inplace=True),
-            nn.Dropout(cfg.dropout),
-            nn.Linear(cfg.hidden, cfg.out_dim),
-        )
+        if cfg.hidden < 0:
+            raise ValueError(f"student.hidden must be >= 0 (0: no hidden layer), not {cfg.hidden}")
+        hidden: list[nn.Module] = []
+        if cfg.hidden:
+            hidden = [
+                nn.Linear(last, cfg.hidden),
+                nn.BatchNorm1d(cfg.hidden),
+                nn.ReLU(inplace=True),
+                nn.Dropout(cfg.dropout),
+            ]
+        self.head = nn.Sequential(*hidden, nn.Linear(cfg.hidden or last, cfg.out_dim))
         self.register_buffer("mean", torch.tensor([127.5, 127.5, 127.5]).view(1, 3, 1, 1))
         self.register_buffer("scale", torch.tensor(1 / 128.0))
 
@@ -232,8 +236,8 @@ def warm_start(model: Student, source: Student) -> list[str]:
         raise ValueError("student warm start works on plain students only (student.reparam: false)")
     shared = ("input_size", "channels", "stem_stride", "downsample", "out_dim")
     differ = [name for name in shared if getattr(source.cfg, name) != getattr(model.cfg, name)]
-    if model.cfg.hidden > source.cfg.hidden:
-        differ.append("hidden (or a narrower one)")
+    if model.cfg.hidden > source.cfg.hidden or not model.cfg.hidden or not source.cfg.hidden:
+        differ.append("hidden (or a narrower one; both with a hidden layer)")
     if differ:
         raise ValueError(
             f"student warm start needs the same {', '.join(differ)}: source {source.cfg}, target {model.cfg}"

@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from training.student import RepConv, Residual, Student, StudentConfig, parameter_count, warm_start
 
@@ -33,7 +34,8 @@ def test_deep_student_has_residual_blocks_and_fits_the_compression_bar() -> None
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"downsample": "avg"}, {"downsample": "stride", "blocks": [1, 1]}, {"blocks": [1, 0, 0, 0]}]
+    "kwargs",
+    [{"downsample": "avg"}, {"downsample": "stride", "blocks": [1, 1]}, {"blocks": [1, 0, 0, 0]}, {"hidden": -1}],
 )
 def test_bad_architecture_is_refused(kwargs: dict) -> None:
     with pytest.raises(ValueError, match="student"):
@@ -195,3 +197,14 @@ def test_bottleneck_tail_blocks_cost_what_their_convs_hold_and_start_as_the_trun
     with torch.no_grad():
         torch.testing.assert_close(deep.tail[0](trunk), trunk + deep.tail[0].body(trunk))
     assert deep(x).shape == (2, 192)
+
+
+def test_a_head_without_hidden_layer_maps_the_gdc_output_straight_to_the_outputs() -> None:
+    base = StudentConfig(64, [24, 32, 64, 192], downsample="stride", blocks=[3, 2, 0], stem_blocks=1, out_dim=192)
+    flat, hidden = Student(dataclasses.replace(base, hidden=0)), Student(base)
+    assert [type(m) for m in flat.head] == [nn.Linear]
+    # the hidden head: FC 192->256, its BN, FC 256->192; without it: FC 192->192
+    assert parameter_count(hidden) - parameter_count(flat) == (192 * 256 + 256 + 2 * 256 + 256 * 192) - 192 * 192
+    assert flat.eval()(torch.rand(2, 3, 64, 64) * 255).shape == (2, 192)
+    with pytest.raises(ValueError, match="hidden"):
+        warm_start(flat, hidden.eval())

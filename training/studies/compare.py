@@ -12,7 +12,8 @@ last checkpoint, fused as served, in float: the lever, not the int8 export, is w
   same kind will not raise it, a better fit (capacity, schedule, target) will.
 
 The selected teacher neurons of each run are scored the same way: the ceiling the student regresses towards.
-Nothing here trains: it reads checkpoints and the per-set cache of the CelebA test split (plain view 0).
+Nothing here trains: it reads checkpoints and the per-set cache of the CelebA test split (plain view 0; crops of a
+student input size the cache has none of are rendered into it once).
 """
 
 from __future__ import annotations

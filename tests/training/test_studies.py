@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 
+from training.studies import write_table
 from training.studies.compare import markdown
 from training.studies.pose import estimated_yaw
 from training.studies.resolution import reduced
@@ -54,3 +58,9 @@ def test_reduced_crops_keep_their_size_and_lose_only_detail() -> None:
     assert np.abs(low.astype(float) - crops).mean() > 30
     flat = np.full((1, 112, 112, 3), 90, np.uint8)
     np.testing.assert_array_equal(reduced(flat, 28), flat)
+
+
+def test_a_study_writes_its_table_as_json_and_its_markdown_as_readme(tmp_path: Path) -> None:
+    write_table(tmp_path / "study", "pose", {"bins": ["0-15"], "models": {}}, "# Table\n")
+    assert json.loads((tmp_path / "study" / "pose.json").read_text()) == {"bins": ["0-15"], "models": {}}
+    assert (tmp_path / "study" / "README.md").read_text() == "# Table\n"

@@ -36,6 +36,7 @@ from training.paths import MODELS
 from training.stages.run import Run, holdout, pool_split
 from training.stages.train import load_trained
 from training.student import Student
+from training.studies import write_table
 from training.studies.pose import estimated_yaw, protocol_pairs
 from training.trainer import predict
 
@@ -211,9 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     table = compare(args.runs, args.model)
     text = markdown(table)
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "compare.json").write_text(json.dumps(table, indent=1) + "\n")
-        (args.out / "README.md").write_text(text)
+        write_table(args.out, "compare", table, text)
     print(text)
     return 0
 

@@ -28,6 +28,7 @@ from training.data.sets import POOL_SETS
 from training.evaluate import Pairs, cosine_scores, fold_correct, roc_auc
 from training.neurons import NeuronSpace
 from training.paths import DATA, MODELS, REPO
+from training.studies import write_table
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,15 @@ def protocol_pairs(files: list[str]) -> Pairs:
     )
 
 
+def pool_neuron_space() -> NeuronSpace:
+    """The standardised SFace + dlib neuron space, fitted on the plain view of the first lineage's pool sets: how
+    the studies put the teacher ensemble's two outputs side by side."""
+    pool = [set_cache(name, set_landmarks(name)) for name in POOL_SETS]
+    return NeuronSpace.fit(
+        {t: np.concatenate([np.asarray(c.load(t, 0))[c.valid] for c in pool]) for t in ("sface", "dlib")}
+    )
+
+
 def pose_table(models: list[str]) -> dict[str, Any]:
     lm = set_landmarks("celeba_test")
     cache = set_cache("celeba_test", lm)
@@ -64,10 +74,7 @@ def pose_table(models: list[str]) -> dict[str, Any]:
     yaw = estimated_yaw(np.nan_to_num(lm.points))
     pair_yaw = np.maximum(yaw[pairs.left], yaw[pairs.right])
     raw = {t: np.asarray(cache.load(t, 0), np.float32) for t in ("sface", "dlib")}
-    pool = {name: set_cache(name, set_landmarks(name)) for name in POOL_SETS}
-    space = NeuronSpace.fit(
-        {t: np.concatenate([np.asarray(c.load(t, 0))[c.valid] for c in pool.values()]) for t in ("sface", "dlib")}
-    )
+    space = pool_neuron_space()
     embeddings = {"SFace": raw["sface"], "dlib": raw["dlib"], "SFace + dlib": space.transform(raw)}
     manifest = json.loads((MODELS / "manifest.json").read_text())["models"]
     crops = np.asarray(cache.load("arcface64", 0))
@@ -118,9 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level="INFO")
     table = pose_table(args.model or ["mobileid-ensemble-int8"])
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "pose.json").write_text(json.dumps(table, indent=1) + "\n")
-    (args.out / "README.md").write_text(markdown(table))
+    write_table(args.out, "pose", table, markdown(table))
     print(markdown(table))
     return 0
 

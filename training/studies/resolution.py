@@ -22,15 +22,15 @@ from numpy.typing import NDArray
 from PIL import Image
 from tqdm import tqdm
 
-from training.data.curate import set_cache, set_landmarks
+from training.data.curate import set_landmarks
 from training.data.feature_cache import onnx_runner
-from training.data.sets import POOL_SETS, load_rgb
+from training.data.sets import load_rgb
 from training.data.views import IDENTITY, render_view
 from training.evaluate import cosine_scores, row_cosine, tar_at_far, ten_fold
-from training.neurons import NeuronSpace
 from training.paths import REPO
+from training.studies import write_table
 from training.studies.compare import selection_pairs
-from training.studies.pose import protocol_pairs
+from training.studies.pose import pool_neuron_space, protocol_pairs
 from training.teachers.build import build_teachers
 
 log = logging.getLogger(__name__)
@@ -62,10 +62,7 @@ def resolution_table(faces: list[int]) -> dict[str, Any]:
         made = render_view(load_rgb(lm.files[i]), lm.points[i], specs, IDENTITY, rng, None)
         for name in specs:
             crops[name][k] = made[name]
-    pool = {name: set_cache(name, set_landmarks(name)) for name in POOL_SETS}
-    space = NeuronSpace.fit(
-        {t: np.concatenate([np.asarray(c.load(t, 0))[c.valid] for c in pool.values()]) for t in teachers}
-    )
+    space = pool_neuron_space()
     runners = {name: onnx_runner(t.file) for name, t in teachers.items()}
     out: dict[str, Any] = {"pairs": len(pairs.same), "images": len(needed), "faces": {}}
     full_size: NDArray[np.float32] | None = None
@@ -122,9 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level="INFO")
     table = resolution_table(args.face or [112, 80, 64, 48])
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "resolution.json").write_text(json.dumps(table, indent=1) + "\n")
-    (args.out / "README.md").write_text(markdown(table))
+    write_table(args.out, "resolution", table, markdown(table))
     print(markdown(table))
     return 0
 

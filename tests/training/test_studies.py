@@ -9,6 +9,7 @@ import numpy as np
 
 from training.studies import write_table
 from training.studies.compare import markdown
+from training.studies.curve import curve, fit_power_law, predict, render
 from training.studies.pose import estimated_yaw
 from training.studies.resolution import reduced
 
@@ -64,3 +65,33 @@ def test_a_study_writes_its_table_as_json_and_its_markdown_as_readme(tmp_path: P
     write_table(tmp_path / "study", "pose", {"bins": ["0-15"], "models": {}}, "# Table\n")
     assert json.loads((tmp_path / "study" / "pose.json").read_text()) == {"bins": ["0-15"], "models": {}}
     assert (tmp_path / "study" / "README.md").read_text() == "# Table\n"
+
+
+def test_learning_curve_fit_recovers_a_known_saturating_law() -> None:
+    n = np.array([10_000, 20_000, 40_000, 80_000], float)
+    error = 0.1 + 30.0 * n**-0.7
+    fit = fit_power_law(n, error)
+    assert abs(fit["exponent"] - 0.7) < 0.01
+    assert abs(fit["floor"] - 0.1) < 2e-3
+    assert abs(predict(fit, 160_000) - (0.1 + 30.0 * 160_000**-0.7)) < 1e-3
+
+
+def test_learning_curve_reads_images_per_run_and_sorts_the_points(tmp_path: Path) -> None:
+    def entry(acc: float) -> dict[str, object]:
+        scores = {"accuracy": acc, "auc": acc, "cos_to_teacher": acc}
+        return {
+            "epochs": 8,
+            "celeba_test_selection_folds": scores,
+            "holdout_1pass": scores,
+            "train_cos_to_teacher": acc,
+        }
+
+    compare = {"runs": {"big": entry(0.9), "small": entry(0.8), "mid": entry(0.87)}}
+    for name, images in (("big", 400), ("small", 100), ("mid", 200)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "train_data.json").write_text(json.dumps({"images": images, "views": 1}))
+    result = curve(compare, ["big", "small", "mid"], runs=tmp_path)
+    assert [p["run"] for p in result["points"]] == ["small", "mid", "big"]
+    assert result["largest_images"] == 400
+    assert result["fits"]["holdout_error"]["floor"] < 0.1  # still falling at the largest point: the floor is below it
+    assert "| big | 400 |" in render(result)

@@ -50,7 +50,13 @@ def main(argv: list[str] | None = None) -> int:
         help="data: the folder holding the extra sources' repositories (<owner>+<name>/repo as `fetch` lays them "
         "out, or git clones); omit when they are already extracted",
     )
-    parser.add_argument("--threads", type=int, default=2, help="data: ONNX Runtime threads per teacher")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="data: ONNX Runtime threads per teacher (default 2); reproduce: torch threads of every round's "
+        "training, instead of the configs' train.threads (how fast, not what: it is not in the config hash)",
+    )
     parser.add_argument("--config", type=Path, help="YAML run config (training/configs/**/*.yaml)")
     parser.add_argument(
         "--set",
@@ -70,13 +76,13 @@ def main(argv: list[str] | None = None) -> int:
 
         if not args.target:
             parser.error("reproduce needs a model name or a config file")
-        return reproduce(args.target, args.runs, args.publish)
+        return reproduce(args.target, args.runs, args.publish, args.threads)
 
     runs = args.runs or REPO / "runs"
     if args.stage == "data":
         from training.stages.data import stage_data
 
-        stage_data(args.sources, args.threads)
+        stage_data(args.sources, args.threads or 2)
         return 0
 
     if args.stage == "report":

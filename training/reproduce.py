@@ -77,8 +77,11 @@ def lineage(target: str, configs: Path = REPO / "training" / "configs") -> list[
     return chain[::-1]
 
 
-def rebuild(chain: list[tuple[Path, RunConfig]], root: Path, publish: bool = False) -> Path:
-    """Run every stage of every round into ``root``; returns the last round's folder."""
+def rebuild(
+    chain: list[tuple[Path, RunConfig]], root: Path, publish: bool = False, threads: int | None = None
+) -> Path:
+    """Run every stage of every round into ``root`` (training on ``threads`` torch threads when given, else each
+    config's own); returns the last round's folder."""
     from training.stages import run_stage
     from training.stages.run import Run
 
@@ -86,7 +89,12 @@ def rebuild(chain: list[tuple[Path, RunConfig]], root: Path, publish: bool = Fal
     for k, (path, cfg) in enumerate(chain, 1):
         cfg = dataclasses.replace(
             cfg,
-            train=dataclasses.replace(cfg.train, max_minutes=None, init_from=str(previous) if previous else None),
+            train=dataclasses.replace(
+                cfg.train,
+                max_minutes=None,
+                init_from=str(previous) if previous else None,
+                threads=threads or cfg.train.threads,
+            ),
         )
         log.info("round %d/%d: %s (%s)", k, len(chain), cfg.name, path)
         run = Run(cfg, root)
@@ -123,11 +131,11 @@ def compare(rebuilt: Path, published: Path) -> tuple[bool, list[str]]:
     return ok, rows
 
 
-def main(target: str, root: Path | None, publish: bool) -> int:
+def main(target: str, root: Path | None, publish: bool, threads: int | None = None) -> int:
     chain = lineage(target)
     root = root or (REPO / "runs" if target.endswith((".yaml", ".yml")) else CACHE / "reproduce")
     log.info("lineage of %s: %s", target, " -> ".join(cfg.name for _, cfg in chain))
-    last = rebuild(chain, root, publish=publish)
+    last = rebuild(chain, root, publish=publish, threads=threads)
     published = REPO / "runs" / chain[-1][1].name
     if published.resolve() == last.resolve() or not (published / "results.json").exists():
         log.info("built %s; no other published run of that name to compare with", last)

@@ -1,0 +1,51 @@
+"""The reproduce command's plan and verdict: the lineage it rebuilds, and the comparison it ends with."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from training.config import load_config
+from training.reproduce import TOLERANCE, compare, lineage
+
+REPO = Path(__file__).resolve().parents[2]
+RUNS = REPO / "runs"
+
+
+def test_the_default_models_lineage_starts_from_scratch_and_ends_at_its_run() -> None:
+    manifest = json.loads((REPO / "models" / "manifest.json").read_text())
+    default = manifest["default_model"]
+    chain = lineage(default)
+    names = [cfg.name for _, cfg in chain]
+    assert names[-1] == manifest["models"][default]["provenance"]["run"]
+    assert chain[0][1].train.init_from is None
+    for (_, parent), (_, child) in zip(chain, chain[1:], strict=False):
+        assert child.train.init_from is not None and Path(child.train.init_from).name == parent.name
+    assert len(set(names)) == len(names)
+
+
+def test_a_config_lineage_is_that_config_when_it_trains_from_scratch() -> None:
+    path = REPO / "training" / "configs" / "v2" / "deep.yaml"
+    chain = lineage(str(path))
+    assert [cfg.name for _, cfg in chain] == [load_config(path).name]
+
+
+def test_a_run_compared_with_itself_is_reproduced(tmp_path: Path) -> None:
+    run = RUNS / "ensemble-deep8"
+    ok, rows = compare(run, run)
+    assert ok and all(row.endswith("| yes |") for row in rows[2:])
+
+
+def test_a_rebuild_outside_the_tolerance_is_not_reproduced(tmp_path: Path) -> None:
+    published = RUNS / "ensemble-deep8"
+    rebuilt = tmp_path / "ensemble-deep8"
+    shutil.copytree(published, rebuilt)
+    results = json.loads((rebuilt / "results.json").read_text())
+    results["lfw"]["accuracy"] -= 2 * TOLERANCE["lfw_accuracy"]
+    (rebuilt / "results.json").write_text(json.dumps(results))
+    ok, rows = compare(rebuilt, published)
+    assert not ok
+    assert [row for row in rows if row.endswith("| **no** |")] == [
+        next(row for row in rows if row.startswith("| LFW accuracy"))
+    ]

@@ -31,7 +31,7 @@ def test_a_config_lineage_is_that_config_when_it_trains_from_scratch() -> None:
     assert [cfg.name for _, cfg in chain] == [load_config(path).name]
 
 
-def test_a_run_compared_with_itself_is_reproduced(tmp_path: Path) -> None:
+def test_a_run_compared_with_itself_is_reproduced() -> None:
     run = RUNS / "ensemble-deep8"
     ok, rows = compare(run, run)
     assert ok and all(row.endswith("| yes |") for row in rows[2:])

@@ -7,9 +7,10 @@ run (``runs/<name>/train_data.json``), and fits, per held-out figure, the usual 
     error(n) = floor + scale * n ** -exponent
 
 to the curve's points (n = training images; error = 1 - accuracy, 1 - AUC, or 1 - cosine to the target). The
-exponent is found on a grid, floor and scale by least squares for each exponent (scale >= 0). Three points
-determine the three parameters exactly, so with three the fit is a reading of the curve's bend, not a test of the
-law; it says what the same net, recipe and steps would reach with unlimited images of the same kind (the floor),
+exponent is found on a grid, floor and scale by least squares for each exponent (scale >= 0). Three points that
+fall as images grow determine the three parameters exactly, so with three the fit is a reading of the curve's
+bend, not a test of the law (the rms residual says how well it holds where there are more, or where a figure does
+not fall); it says what the same net, recipe and steps would reach with unlimited images of the same kind (the floor),
 and with two and four times the largest point.
 """
 
@@ -38,12 +39,15 @@ FIGURES: dict[str, tuple[tuple[str, str], str]] = {
 
 
 def fit_power_law(n: NDArray[np.floating], error: NDArray[np.floating]) -> dict[str, float]:
-    """Least-squares ``error = floor + scale * n**-exponent`` (scale >= 0; exponent on ``EXPONENTS``)."""
+    """Least-squares ``error = floor + scale * (n / reference)**-exponent`` (scale >= 0; exponent on ``EXPONENTS``;
+    ``reference`` = the largest n, so that ``scale`` is the error above the floor there and the fit is well
+    conditioned)."""
     if len(n) < 3:
         raise ValueError(f"a saturating fit needs at least 3 curve points, got {len(n)}")
+    reference = float(np.max(n))
     best: tuple[float, float, float, float] | None = None
     for exponent in EXPONENTS:
-        x = n**-exponent
+        x = (n / reference) ** -exponent
         design = np.stack([np.ones_like(x), x], axis=1)
         (floor, scale), *_ = np.linalg.lstsq(design, error, rcond=None)
         if scale < 0:  # a curve that rises with more images: the law does not apply, keep the flat fit
@@ -53,11 +57,12 @@ def fit_power_law(n: NDArray[np.floating], error: NDArray[np.floating]) -> dict[
             best = (residual, float(floor), float(scale), float(exponent))
     assert best is not None
     residual, floor, scale, exponent = best
-    return {"floor": floor, "scale": scale, "exponent": exponent, "rms_residual": float(np.sqrt(residual / len(n)))}
+    rms = float(np.sqrt(residual / len(n)))
+    return {"floor": floor, "scale": scale, "exponent": exponent, "reference": reference, "rms_residual": rms}
 
 
 def predict(fit: dict[str, float], n: float) -> float:
-    return float(fit["floor"] + fit["scale"] * n ** -fit["exponent"])
+    return float(fit["floor"] + fit["scale"] * (n / fit["reference"]) ** -fit["exponent"])
 
 
 def curve(compare: dict[str, Any], names: list[str], runs: Path = REPO / "runs") -> dict[str, Any]:
@@ -96,7 +101,7 @@ def render(result: dict[str, Any]) -> str:
         "Made by `python -m training.studies.curve` from the twins table `runs/levers/compare.json` (held-out",
         "identities of the pool, one pass; CelebA-test folds 0-4; LFW not used). Each run trains on a seeded share",
         "of the pool's training images for the same number of steps. Fit per figure: error = floor + scale x",
-        "images^-exponent (with three points the fit is exact: a reading of the bend, not a test of the law).",
+        "images^-exponent (three falling points are fit exactly: a reading of the bend, not a test of the law).",
         "",
         "| run | training images | epochs | held-out accuracy | held-out AUC | held-out cosine | training-images cosine"
         " | folds 0-4 accuracy |",
@@ -112,15 +117,15 @@ def render(result: dict[str, Any]) -> str:
     lines += [
         "",
         f"| figure (fitted on 1 - it) | exponent | limit (unlimited images) | at 2x ({2 * largest:,}) "
-        f"| at 4x ({4 * largest:,}) | at {largest:,} (measured) |",
-        "|---|--:|--:|--:|--:|--:|",
+        f"| at 4x ({4 * largest:,}) | at {largest:,} (measured) | rms residual |",
+        "|---|--:|--:|--:|--:|--:|--:|",
     ]
     for key, (_, label) in FIGURES.items():
         fit = fits[key]
         measured = next(p[key] for p in points if p["images"] == largest)
         lines.append(
             f"| {label} | {fit['exponent']:.2f} | {_pct(key, fit['floor'])} | {_pct(key, fit['at_2x'])} "
-            f"| {_pct(key, fit['at_4x'])} | {_pct(key, measured)} |"
+            f"| {_pct(key, fit['at_4x'])} | {_pct(key, measured)} | {fit['rms_residual']:.4f} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -77,9 +77,7 @@ def lineage(target: str, configs: Path = REPO / "training" / "configs") -> list[
     return chain[::-1]
 
 
-def rebuild(
-    chain: list[tuple[Path, RunConfig]], root: Path, publish: bool = False, threads: int | None = None
-) -> Path:
+def rebuild(chain: list[tuple[Path, RunConfig]], root: Path, publish: bool = False, threads: int | None = None) -> Path:
     """Run every stage of every round into ``root`` (training on ``threads`` torch threads when given, else each
     config's own); returns the last round's folder."""
     from training.stages import run_stage

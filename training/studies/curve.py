@@ -4,7 +4,7 @@
 table of ``training.studies.compare`` (it trains and scores nothing itself) and the training-image count of each
 run (``runs/<name>/train_data.json``), and fits, per held-out figure, the usual saturating law
 
-    error(n) = floor + scale * n ** -exponent
+    error(n) = floor + scale * (n / n_largest) ** -exponent
 
 to the curve's points (n = training images; error = 1 - accuracy, 1 - AUC, or 1 - cosine to the target). The
 exponent is found on a grid, floor and scale by least squares for each exponent (scale >= 0). Three points that
@@ -93,12 +93,13 @@ def curve(compare: dict[str, Any], names: list[str], runs: Path = REPO / "runs")
     return {"points": points, "fits": fits, "largest_images": int(largest)}
 
 
-def render(result: dict[str, Any]) -> str:
+def render(result: dict[str, Any], source: str = "runs/levers/compare.json") -> str:
+    """The markdown of :func:`curve`'s result; ``source`` is the twins table it was read from."""
     points, fits = result["points"], result["fits"]
     lines = [
         "# Learning curve in training images, equal steps",
         "",
-        "Made by `python -m training.studies.curve` from the twins table `runs/levers/compare.json` (held-out",
+        f"Made by `python -m training.studies.curve` from the twins table `{source}` (held-out",
         "identities of the pool, one pass; CelebA-test folds 0-4; LFW not used). Each run trains on a seeded share",
         "of the pool's training images for the same number of steps. Fit per figure: error = floor + scale x",
         "images^-exponent (three falling points are fit exactly: a reading of the bend, not a test of the law).",
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="write README.md and curve.json here")
     args = parser.parse_args(argv)
     result = curve(json.loads(args.compare.read_text()), args.runs)
-    text = render(result)
+    text = render(result, str(args.compare))
     write_table(args.out, "curve", result, text)
     print(text)
     return 0

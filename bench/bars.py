@@ -60,9 +60,10 @@ def model_bars(models: list[dict[str, Any]], headline: str | None) -> list[Bar]:
     compression = ratios["compression"] if ratios else None
     passes = student["served_passes"] if student else 1
     note = (
-        f"served cost: {passes} passes per face (crop + mirror, batch {passes}); one pass: "
+        f"served cost: {passes} passes per face ({student.get('served_how', 'crop + mirror') if student else ''}, "
+        f"batch {passes}); one pass: "
         f"{ratios['speedup']['t2']['b1']['one_pass']:.1f}x"
-        if ratios and passes == 2
+        if ratios and student and passes > 1
         else ""
     )
     return [

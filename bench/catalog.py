@@ -45,6 +45,8 @@ class BenchModel:
     kind: Kind
     graphs: tuple[Graph, ...]
     flip_average: bool = False
+    crops_per_face: int = 1
+    """Test-time crops per face as served (the manifest's ``shifts``), each embedded (and mirrored) on its own."""
     source: str = ""
     manifest_lfw: dict[str, Any] = field(default_factory=dict)
     run: str | None = None
@@ -55,8 +57,14 @@ class BenchModel:
 
     @property
     def served_passes(self) -> int:
-        """Graph passes per face as served: the crop and its mirror when flip averaging."""
-        return 2 if self.flip_average else 1
+        """Graph passes per face as served: each crop, and its mirror when flip averaging."""
+        return (2 if self.flip_average else 1) * self.crops_per_face
+
+    @property
+    def served_how(self) -> str:
+        """What the served passes are, for the report's row labels."""
+        crops = f"{self.crops_per_face} shifted crops" if self.crops_per_face > 1 else "crop"
+        return f"{crops} + mirror" if self.flip_average else crops
 
 
 def _graph(manifest_path: Path, component: Component) -> Graph:
@@ -77,6 +85,7 @@ def _model(manifest_path: Path, name: str, spec: EmbeddingModel, kind: Kind) -> 
         kind=kind,
         graphs=tuple(_graph(manifest_path, c) for c in spec.components),
         flip_average=any(c.flip_average for c in spec.components),
+        crops_per_face=max(c.crops_per_face for c in spec.components),
         source=str(manifest_path),
         manifest_lfw=spec.lfw.model_dump(exclude_none=True) if spec.lfw else {},
         run=spec.provenance.run if spec.provenance else None,

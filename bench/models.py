@@ -95,6 +95,7 @@ def static_facts(model: BenchModel) -> dict[str, Any]:
         "source": model.source,
         "flip_average": model.flip_average,
         "served_passes": passes,
+        "served_how": model.served_how,
         "run": model.run,
         "manifest_lfw": model.manifest_lfw,
         "files": files,
@@ -140,7 +141,8 @@ def model_cases(models: Sequence[BenchModel], sessions: SessionCache, plan: Timi
             for model in models:
                 if model.name in riding:
                     continue
-                modes = [("one_pass", 1), ("served", 2)] if model.flip_average else [("one_pass", 1)]
+                served = model.served_passes
+                modes = [("one_pass", 1), ("served", served)] if served > 1 else [("one_pass", 1)]
                 for mode, passes in modes:
                     steps = [
                         (

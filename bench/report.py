@@ -34,9 +34,11 @@ def _lfw(model: dict[str, Any]) -> tuple[str, str]:
 
 
 def _rows(model: dict[str, Any]) -> list[tuple[str, str]]:
-    """(row label, pass mode) for a model: flip-averaging students get a served row and a one-pass row."""
-    if model["served_passes"] == 2:
-        return [(f"{model['label']} (served: crop + mirror)", "served"), (f"{model['label']} (one pass)", "one_pass")]
+    """(row label, pass mode) for a model: students served with several passes per face (mirror, shifted crops)
+    get a served row and a one-pass row."""
+    if model["served_passes"] > 1:
+        how = model.get("served_how", "crop + mirror")
+        return [(f"{model['label']} (served: {how})", "served"), (f"{model['label']} (one pass)", "one_pass")]
     return [(model["label"], "served")]
 
 

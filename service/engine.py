@@ -81,10 +81,11 @@ class ModelCard:
 
 
 def model_sha256(spec: EmbeddingModel) -> str:
-    """The model's identity: its file's sha256, or for several components the sha256 of their sha256s."""
+    """The model's identity: its file's sha256 (:attr:`Component.identity`: with test-time shifts, a hash of it
+    and them), or for several components the sha256 of theirs."""
     if len(spec.components) == 1:
-        return spec.components[0].sha256
-    return hashlib.sha256("\n".join(c.sha256 for c in spec.components).encode()).hexdigest()
+        return spec.components[0].identity
+    return hashlib.sha256("\n".join(c.identity for c in spec.components).encode()).hexdigest()
 
 
 class Engine:
@@ -100,6 +101,8 @@ class Engine:
     ) -> None:
         self.detector = detector
         self.components = tuple(components)
+        self.crop_specs = [component.spec.crop_specs() for component in self.components]
+        """Per component, the input of each crop it embeds per face (more than one with test-time shifts)."""
         self.card = card
         self.max_upload_bytes = settings.max_upload_bytes
         self.max_pixels = settings.max_pixels
@@ -170,7 +173,7 @@ class Engine:
             pendings: list[PendingImage | None] = list(opened) if opened else [None] * len(uploads)
             spread = opened is not None and self._fit_together(opened)
             done = self.fanout.map(one, list(zip(uploads, pendings, strict=True)), spread=spread)
-            crops = [np.stack([crop[i] for _, _, crop in done]) for i in range(len(self.components))]
+            crops = [np.concatenate([crop[i] for _, _, crop in done]) for i in range(len(self.components))]
             embeddings = self._embed_crops(crops)
         return [FaceEmbedding(e, face, count) for e, (face, count, _) in zip(embeddings, done, strict=True)]
 
@@ -195,9 +198,9 @@ class Engine:
 
     def _analyse_one(self, upload: Upload, require_single_face: bool, pending: PendingImage | None = None) -> _Analysed:
         """Decode (reduced), detect, pick the main face and crop it: (face in full-resolution coordinates,
-        faces found, one crop per component)."""
+        faces found, its crops per component)."""
         pending = pending or self._open(upload)
-        specs = [component.spec.input for component in self.components]
+        specs = [spec for specs in self.crop_specs for spec in specs]
         with self.budget.reserve(self._reservation(pending)):
             decoded = self._decode(pending)
             located = self._locate(decoded.image, require_single_face)
@@ -214,7 +217,7 @@ class Engine:
         per_image = [
             self._crops(DecodedImage(image, "RGB", image.size), face) for image, face in zip(images, faces, strict=True)
         ]
-        return self._embed_crops([np.stack(batch) for batch in zip(*per_image, strict=True)])
+        return self._embed_crops([np.concatenate(batch) for batch in zip(*per_image, strict=True)])
 
     def _open(self, upload: Upload) -> PendingImage:
         with self._timed("decode"):
@@ -240,13 +243,20 @@ class Engine:
         return located
 
     def _crops(self, decoded: DecodedImage, face: Face) -> list[NDArray[np.uint8]]:
-        """The face aligned for each component (its own template and crop size), from the reduced image when
-        it is large enough there, else from the full-resolution pixels of its region (:mod:`service.cropping`)."""
+        """Per component, its crops ``(K, H, W, 3)`` of the face (its own template and crop size; K > 1 with
+        test-time shifts), from the reduced image when the face is large enough there, else from the
+        full-resolution pixels of its region (:mod:`service.cropping`)."""
         with self._timed("align"):
-            return face_crops(decoded, face.landmarks, [component.spec.input for component in self.components])
+            flat = face_crops(decoded, face.landmarks, [spec for specs in self.crop_specs for spec in specs])
+        grouped, start = [], 0
+        for specs in self.crop_specs:
+            grouped.append(np.stack(flat[start : start + len(specs)]))
+            start += len(specs)
+        return grouped
 
     def _embed_crops(self, crops: Sequence[NDArray[np.uint8]]) -> NDArray[np.float32]:
-        """One ``(N, H, W, 3)`` batch per component -> ``(N, dim)`` unit embeddings."""
+        """One ``(N * K, H, W, 3)`` batch per component (each face's K crops in a row) -> ``(N, dim)`` unit
+        embeddings."""
         with self._timed("embed"):
             parts = [self._run(component, batch) for component, batch in zip(self.components, crops, strict=True)]
             return l2_normalise(np.concatenate(parts, axis=1))
@@ -259,7 +269,8 @@ class Engine:
         output = component.run(to_tensor(crops, spec.input))
         if spec.flip_average:
             output = output[:count] + output[count:]
-        return l2_normalise(output)
+        per_face = spec.crops_per_face  # a face's crops are consecutive: their outputs are added as well
+        return l2_normalise(output.reshape(count // per_face, per_face, -1).sum(axis=1))
 
     @contextmanager
     def _timed(self, stage: str) -> Iterator[None]:

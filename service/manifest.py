@@ -94,6 +94,30 @@ class Component(_Strict):
     output: OutputSpec
     flip_average: bool = False
     """Embed the crop and its mirror image and add the two outputs (the student is trained for this)."""
+    shifts: list[tuple[float, float]] = Field(default_factory=list, max_length=16)
+    """Test-time crops: empty, the one crop on the template; else one crop per ``(dx, dy)``, the template moved by
+    that many crop pixels (list ``(0, 0)`` for the centred one), and the crops' outputs are added (with
+    ``flip_average``, each crop's mirror image too)."""
+
+    def crop_specs(self) -> list[InputSpec]:
+        """The input of every crop this component embeds per face."""
+        if not self.shifts:
+            return [self.input]
+        return [
+            self.input.model_copy(update={"template": [(x + dx, y + dy) for x, y in self.input.template]})
+            for dx, dy in self.shifts
+        ]
+
+    @property
+    def crops_per_face(self) -> int:
+        return max(1, len(self.shifts))
+
+    @property
+    def identity(self) -> str:
+        """The file's sha256, or with test-time crops a hash of it and the shifts: other crops, other embeddings."""
+        if not self.shifts:
+            return self.sha256
+        return hashlib.sha256(f"{self.sha256} shifts {self.shifts}".encode()).hexdigest()
 
 
 class LfwResult(_Strict):

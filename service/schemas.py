@@ -140,6 +140,9 @@ class InputOut(BaseModel):
     height: int
     colour_order: str
     flip_average: bool
+    shifts: list[tuple[float, float]] = Field(
+        default_factory=list, description="Test-time crops: template offsets in crop pixels (empty: one crop)"
+    )
 
 
 class InfoResponse(BaseModel):

@@ -98,9 +98,10 @@ def load_component(pool: SessionPool, spec: Component) -> LoadedComponent:
     if spec.output.name not in outputs:
         raise ManifestError(f"{path} has outputs {outputs}; the manifest declares {spec.output.name!r}")
     component = LoadedComponent(spec=spec, path=path, session=session)
-    # Warm up with the batch sizes a request really runs (2 faces for /verify, doubled by flip averaging),
-    # so the first client does not pay for ORT's allocations; the output shape is checked on the way.
-    per_face = 2 if spec.flip_average else 1
+    # Warm up with the batch sizes a request really runs (2 faces for /verify, times the test-time crops,
+    # doubled by flip averaging), so the first client does not pay for ORT's allocations; the output shape is
+    # checked on the way.
+    per_face = (2 if spec.flip_average else 1) * spec.crops_per_face
     for faces in (1, 2):
         batch = faces * per_face
         dummy = np.full((batch, 3, spec.input.height, spec.input.width), 0.5, dtype=np.float32)

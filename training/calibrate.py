@@ -32,6 +32,7 @@ from service.manifest import (
     DetectorSpec,
     EmbeddingModel,
     LfwAtThreshold,
+    LfwResult,
     Manifest,
     Measured,
     OperatingPoint,
@@ -165,16 +166,18 @@ def calibration_note(points: OperatingPoints) -> str:
     )
 
 
-def publish(manifest_path: Path, name: str, points: OperatingPoints) -> Manifest:
-    """Write the operating points and the default threshold into the model's manifest entry (validated)."""
+def publish(manifest_path: Path, name: str, points: OperatingPoints, lfw: LfwResult | None = None) -> Manifest:
+    """Write the operating points and the default threshold into the model's manifest entry (validated); with
+    ``lfw``, its LFW figure too (a served variant of another entry's graph has no training run of its own)."""
     manifest = load_manifest(manifest_path)
-    spec = manifest.models[name].model_copy(
-        update={
-            "threshold": points.default.threshold,
-            "threshold_calibration": calibration_note(points),
-            "operating_points": points,
-        }
-    )
+    update: dict[str, object] = {
+        "threshold": points.default.threshold,
+        "threshold_calibration": calibration_note(points),
+        "operating_points": points,
+    }
+    if lfw is not None:
+        update["lfw"] = lfw
+    spec = manifest.models[name].model_copy(update=update)
     updated = manifest.model_copy(update={"models": {**manifest.models, name: spec}})
     save_manifest(updated, manifest_path)
     return updated
@@ -261,6 +264,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--manifest", type=Path, default=MODELS / "manifest.json")
     parser.add_argument("--images", type=Path, default=CELEBA_TEST_IMAGES, help="the CelebA test split's photos")
     parser.add_argument("--no-publish", action="store_true", help="write the results file only")
+    parser.add_argument(
+        "--served-lfw",
+        action="store_true",
+        help="also publish the LFW 10-fold figure through the engine as the entry's lfw (for a served variant, "
+        "e.g. test-time shifts, of a graph whose training run measured it without them)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for name in args.model:
@@ -270,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         path = write_results(name, engine.card.sha256, points, extra)
         log.info("%s: %s", name, path)
         if not args.no_publish:
-            manifest = publish(args.manifest, name, points)
+            served = LfwResult.model_validate(extra["lfw_ten_fold_served"]) if args.served_lfw else None
+            manifest = publish(args.manifest, name, points, served)
             if name == manifest.default_model:
                 replace_section(REPO / "README.md", README_START, README_END, readme_section(name, points, extra))
         print(table(name, points, extra))

@@ -31,6 +31,7 @@ async def info(engine: EngineDep, settings: SettingsDep) -> InfoResponse:
                 height=c.input.height,
                 colour_order=c.input.colour_order,
                 flip_average=c.flip_average,
+                shifts=c.shifts,
             )
             for c in spec.components
         ],

@@ -272,3 +272,21 @@ def test_decode_floor_puts_the_real_pairs_decode_in_place_of_the_lfw_pairs() -> 
     assert floor["real_decode_ms"] > 0 and floor["lfw_decode_ms"] > 0
     expected = (10.0 - floor["lfw_decode_ms"] + floor["real_decode_ms"]) / 10.0
     assert floor["ratio_floor"] == pytest.approx(expected)
+
+
+def test_quick_pass_study_counts_discordant_pairs_and_mcnemar_by_hand() -> None:
+    from bench.quick_pass import _scores, mcnemar
+
+    assert mcnemar(0, 0) == 1.0
+    assert mcnemar(5, 0) == pytest.approx(2 / 32)
+    assert mcnemar(2, 8) == pytest.approx(2 * (1 + 10 + 45) / 1024)  # C(10, 0..2) / 2^10, both tails
+    assert mcnemar(8, 2) == mcnemar(2, 8)
+    one, other = np.array([1.0, 0.0], np.float32), np.array([0.0, 1.0], np.float32)
+    found = {"served": {"a": one, "b": one, "c": other}, "one_pass_640": {"a": one, "b": other, "c": one}}
+    pairs = [("a", "b", True, 0), ("a", "c", False, 0), ("a", "missing", True, 0)]
+    result = _scores(found, pairs, threshold=0.5)
+    assert result["pairs"] == 2 and result["pairs_without_a_face"] == 1
+    assert result["served"] == {"accuracy_at_served_threshold": 1.0, "auc": 1.0}
+    assert result["one_pass_640"] == {"accuracy_at_served_threshold": 0.0, "auc": 0.0}
+    assert result["discordant"] == {"served_right_only": 2, "one_pass_right_only": 0}
+    assert result["mcnemar_p"] == pytest.approx(0.5)

@@ -1,7 +1,8 @@
 """One-off studies that train or score several models side by side and write a table: the neuron-selection
 ablation and the learning curve (``ablation``, specs in ``training/configs/studies/``), accuracy by head pose
 (``pose``), twins on held-out data (``compare``), the teachers at reduced input resolution (``resolution``), the
-learning curve's fitted error law from a twins table (``curve``)."""
+learning curve's fitted error law from a twins table (``curve``), test-time shifted crops through the service's
+engine (``shifts``)."""
 
 from __future__ import annotations
 

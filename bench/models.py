@@ -96,6 +96,7 @@ def static_facts(model: BenchModel) -> dict[str, Any]:
         "flip_average": model.flip_average,
         "served_passes": passes,
         "served_how": model.served_how,
+        "crops_per_face": model.crops_per_face,
         "run": model.run,
         "manifest_lfw": model.manifest_lfw,
         "files": files,

@@ -114,10 +114,12 @@ class Component(_Strict):
 
     @property
     def identity(self) -> str:
-        """The file's sha256, or with test-time crops a hash of it and the shifts: other crops, other embeddings."""
-        if not self.shifts:
+        """The file's sha256 when one plain crop per face is embedded; with a mirror image or test-time crops, a
+        hash of it and of how it is served: the same graph served otherwise gives other embeddings."""
+        if not self.shifts and not self.flip_average:
             return self.sha256
-        return hashlib.sha256(f"{self.sha256} shifts {self.shifts}".encode()).hexdigest()
+        served = f"{self.sha256} flip_average {self.flip_average} shifts {self.shifts}"
+        return hashlib.sha256(served.encode()).hexdigest()
 
 
 class LfwResult(_Strict):

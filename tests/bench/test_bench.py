@@ -228,9 +228,15 @@ def test_accuracy_is_tied_to_the_benchmarked_file(tmp_path: Path) -> None:
         }
 
     matched, stale = student("a" * 64), student("b" * 64)
-    accuracy.attach([matched, stale], tmp_path / "runs")
+    # The same graph served from four shifted crops: its own (manifest) figure, not the run's one-crop one.
+    shifted = {**student("a" * 64), "crops_per_face": 4, "manifest_lfw": {"accuracy": 0.92, "pairs": 6000}}
+    accuracy.attach([matched, stale, shifted], tmp_path / "runs")
     assert matched["lfw"]["sha256_check"] == "match" and matched["lfw"]["accuracy"] == 0.9
     assert stale["lfw"]["sha256_check"].startswith("MISMATCH")
+    assert shifted["lfw"]["accuracy"] == 0.92 and shifted["lfw"]["sha256_check"].startswith("match: the graph of r1")
+    flipped = {**student("a" * 64), "flip_average": True, "manifest_lfw": {"accuracy": 0.93, "pairs": 6000}}
+    accuracy.attach([flipped], tmp_path / "runs")  # the run measured it without the mirror image
+    assert flipped["lfw"]["accuracy"] == 0.93
 
 
 def test_service_level_alternates_bursts_and_reports_cpu(tmp_path: Path) -> None:

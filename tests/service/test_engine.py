@@ -49,6 +49,7 @@ def test_flip_average_adds_the_mirror_crop_output(
     assert not np.allclose(got, l2_normalise(raw[0]), atol=1e-3)  # the mirror really contributed
     # And the whole pipeline agrees with embed() on the same photo.
     assert np.allclose(embed(engine, photo(SAME[1][0]))[0], got, atol=1e-6)
+    assert engine.card.sha256 != component.spec.sha256  # served otherwise than one plain crop: its own identity
 
 
 def test_components_are_concatenated_and_files_share_a_session(

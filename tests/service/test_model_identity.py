@@ -91,19 +91,19 @@ def test_a_malformed_identity_is_invalid_request(client: TestClient) -> None:
     error_of(client.post("/verify/embeddings", json={**body, "model1": "mobileid"}), 422, "invalid_request")
 
 
-SHIFTED = "mobileid-ensemble-int8-shift4"  # the default's graph, served from four shifted crops per face
+FLIPPED = "mobileid-ensemble-int8-flip"  # the default's graph, served flip-averaged
 
 
 def test_a_served_variant_of_the_same_graph_is_another_model(
     client: TestClient, make_client: Callable[..., AbstractContextManager[TestClient]]
 ) -> None:
     info = client.get("/info").json()
-    with make_client(model=SHIFTED) as shifted:
-        variant = shifted.get("/info").json()
+    with make_client(model=FLIPPED) as flipped:
+        variant = flipped.get("/info").json()
         assert variant["components"] == info["components"]  # the very same ONNX file
-        assert len(variant["input"][0]["shifts"]) == 4 and info["input"][0]["shifts"] == []
+        assert variant["input"][0]["flip_average"] and not info["input"][0]["flip_average"]
         assert variant["sha256"] != info["sha256"]  # its embeddings differ: so does its identity
-        theirs = embed(shifted, SAME[0])
+        theirs = embed(flipped, SAME[0])
     ours = embed(client, SAME[0])
     body = {
         "embedding1": ours[0]["embedding"],

@@ -145,12 +145,23 @@ def test_every_committed_run_is_what_its_config_trains(run: str) -> None:
 
 
 def test_published_models_come_from_configs_under_published() -> None:
-    """A model of the manifest is made by a config of ``published/`` that publishes it under its name; no experiment
-    publishes (an experiment inherits a round's config, never its model name)."""
+    """A model of the manifest is made by a config of ``published/`` that publishes it under its name, or is a served
+    variant of such a model (the very same files and provenance, served with a mirror image or shifted crops:
+    ``reproduce`` rebuilds its graph with the model's lineage); no experiment publishes (an experiment inherits a
+    round's config, never its model name)."""
     manifest = json.loads((REPO / "models/manifest.json").read_text())
+    trained = {}
     for name, model in manifest["models"].items():
         (path,) = NAMED[model["provenance"]["run"]]
-        assert path.is_relative_to(CONFIGS / "published") and load_config(path).publish_as == name, name
+        assert path.is_relative_to(CONFIGS / "published"), name
+        if load_config(path).publish_as == name:
+            trained[model["provenance"]["run"]] = model
+    for name, model in manifest["models"].items():
+        base = trained.get(model["provenance"]["run"])
+        assert base is not None, f"{name}: no published config makes it or the graph it serves"
+        assert model["provenance"] == base["provenance"], name
+        files = [(c["file"], c["sha256"]) for c in model["components"]]
+        assert files == [(c["file"], c["sha256"]) for c in base["components"]], name
     experiments = [p for paths in NAMED.values() for p in paths if p.is_relative_to(CONFIGS / "experiments")]
     assert experiments and not [p for p in experiments if load_config(p).publish_as]
 

@@ -44,13 +44,14 @@ def test_training_crop_is_the_served_crop(engine: Engine, source: str) -> None:
     paths = [Path(f) if source == "lfw" else data_path(f) for f in files]
     # Training detects with the training code on the same files (absolute paths resolve as they are).
     found = detect_all([str(p) for p in paths], make_detector(1), desc="parity")
-    specs = [component.spec.input for component in engine.components]
+    specs = [spec for specs in engine.crop_specs for spec in specs]
     checked = 0
     for i, path in enumerate(paths):
         face, _, served = engine._analyse_one(Upload("image", path.read_bytes()), require_single_face=False)
         np.testing.assert_allclose(face.landmarks, found.points[i], atol=1e-3)
         image = load_rgb(str(path))
-        for spec, crop in zip(specs, served, strict=True):
+        crops = [crop for per_component in served for crop in per_component]
+        for spec, crop in zip(specs, crops, strict=True):
             trained = crop_view(image, found.points[i], np.asarray(spec.template), (spec.width, spec.height))
             assert np.array_equal(trained, crop), f"{path.name}: training crop differs from the served crop"
             checked += 1

@@ -4,7 +4,8 @@
 ``shared/data/celeba_test/pairs.tsv`` (10-fold: each fold's threshold picked on the other nine, as on LFW) for the
 teachers (SFace, dlib, their standardised concatenation) and the students named, and tabulates the accuracy of the
 pairs by the larger estimated yaw of their two faces. Every model sees the plain aligned crop of the data stage's
-per-set cache (the training crop path). The CelebA test split is evaluation data: nothing here trains or tunes.
+per-set cache (the training crop path; a flip-averaged student adds its mirror image's output, as served). The
+CelebA test split is evaluation data: nothing here trains or tunes.
 
 Yaw comes from the five landmarks: with the nose tip ``NOSE_DEPTH`` eye-distances in front of the eye line, a head
 turned by ``yaw`` moves the nose off the eyes' midpoint by ``NOSE_DEPTH * tan(yaw)`` eye distances (the eye
@@ -83,7 +84,12 @@ def pose_table(models: list[str]) -> dict[str, Any]:
         if component["input"]["width"] != 64 or len(manifest[name]["components"]) != 1:
             raise ValueError(f"{name}: only single-component 64 px students are supported here")
         run = onnx_runner(MODELS / component["file"])
+        if component.get("shifts"):
+            raise ValueError(f"{name}: served from shifted crops, which the cached crops cannot give")
         embeddings[name] = np.concatenate([run(crops[lo : lo + 256]) for lo in range(0, len(crops), 256)])
+        if component.get("flip_average"):  # as served: the mirror image's raw output added
+            mirrored = np.ascontiguousarray(crops[:, :, ::-1])
+            embeddings[name] += np.concatenate([run(mirrored[lo : lo + 256]) for lo in range(0, len(crops), 256)])
     edges = list(zip(BINS[:-1], BINS[1:], strict=True))
     bins = [(pair_yaw >= lo) & (pair_yaw < hi) for lo, hi in edges]
     out: dict[str, Any] = {

@@ -81,8 +81,8 @@ class ModelCard:
 
 
 def model_sha256(spec: EmbeddingModel) -> str:
-    """The model's identity: its file's sha256 (:attr:`Component.identity`: with test-time shifts, a hash of it
-    and them), or for several components the sha256 of theirs."""
+    """The model's identity: its file's sha256 (:attr:`Component.identity`: for a graph served with its mirror
+    image or shifted crops, a hash of it and of how), or for several components the sha256 of theirs."""
     if len(spec.components) == 1:
         return spec.components[0].identity
     return hashlib.sha256("\n".join(c.identity for c in spec.components).encode()).hexdigest()

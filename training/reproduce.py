@@ -9,6 +9,13 @@ where it stopped, so an interrupted rebuild is continued by running the same com
 reproduce CONFIG.yaml`` does the same for a config's lineage (this is how a new model is made; ``--publish`` then
 publishes it).
 
+A rebuild takes longer than a machine may live (the default's: about 6 hours of training and 1.5 of teacher views
+on 2 cores). ``--carry DIR`` (``runs/rebuild/<model>`` in the repository) keeps a copy of every round's checkpoint
+there, each epoch, and resumes from it: commit that folder, and the same command on a fresh clone on another
+machine recomputes the caches (deterministic) and goes on from the last epoch carried. A finished round's carried
+checkpoint holds the student's weights only (about 1.2 MB); the round in progress also its optimizer state.
+``DIR/README.md`` says how far the rebuild has come.
+
 The comparison at the end: the same student architecture, the same selected neurons and parameter count; the held-
 out scores of the last epoch and LFW within ``TOLERANCE`` (CPU training is seeded but not bit-exact across machines
 and thread counts).
@@ -77,12 +84,23 @@ def lineage(target: str, configs: Path = REPO / "training" / "configs") -> list[
     return chain[::-1]
 
 
-def rebuild(chain: list[tuple[Path, RunConfig]], root: Path, publish: bool = False, threads: int | None = None) -> Path:
-    """Run every stage of every round into ``root`` (training on ``threads`` torch threads when given, else each
-    config's own); returns the last round's folder."""
+def rebuild(
+    chain: list[tuple[Path, RunConfig]],
+    root: Path,
+    *,
+    target: str,
+    publish: bool = False,
+    threads: int | None = None,
+    carry: Path | None = None,
+) -> Path:
+    """Run every stage of every round of ``target``'s ``chain`` into ``root`` (training on ``threads`` torch
+    threads when given, else each config's own; checkpoints also carried in ``carry/<round>/``); returns the last
+    round's folder."""
     from training.stages import run_stage
     from training.stages.run import Run
 
+    if carry is not None:
+        write_progress(chain, carry, target)
     previous: Path | None = None
     for k, (path, cfg) in enumerate(chain, 1):
         cfg = dataclasses.replace(
@@ -95,13 +113,48 @@ def rebuild(chain: list[tuple[Path, RunConfig]], root: Path, publish: bool = Fal
             ),
         )
         log.info("round %d/%d: %s (%s)", k, len(chain), cfg.name, path)
-        run = Run(cfg, root)
+        run = Run(cfg, root, carry=carry / cfg.name if carry else None)
         for stage in STAGES + (["publish"] if publish and k == len(chain) else []):
             log.info("  stage %s", stage)
             run_stage(stage, run)
+            if carry is not None and stage == "train":
+                write_progress(chain, carry, target)
         previous = run.dir
     assert previous is not None
     return previous
+
+
+def progress(chain: list[tuple[Path, RunConfig]], carry: Path) -> list[tuple[str, int, int]]:
+    """(round, epochs carried, epochs of the round) for every round of ``chain``."""
+    import torch
+
+    rows = []
+    for _, cfg in chain:
+        ckpt = carry / cfg.name / "checkpoint.pt"
+        done = int(torch.load(ckpt, weights_only=False)["epoch"]) if ckpt.exists() else 0
+        rows.append((cfg.name, done, cfg.train.epochs))
+    return rows
+
+
+def write_progress(chain: list[tuple[Path, RunConfig]], carry: Path, target: str) -> None:
+    """``carry/README.md``: how far the carried rebuild of ``target`` has come, round by round."""
+    rows = progress(chain, carry)
+    carry.mkdir(parents=True, exist_ok=True)
+    table = "\n".join(f"| {k} | `{name}` | {done} / {epochs} |" for k, (name, done, epochs) in enumerate(rows, 1))
+    total, done = sum(r[2] for r in rows), sum(r[1] for r in rows)
+    (carry / "README.md").write_text(
+        f"# A rebuild in progress: {chain[-1][1].name}\n\n"
+        "Checkpoints carried by `python -m training reproduce` (training/reproduce.py). To go on from here in a fresh\n"
+        f"clone: `MOBILEID_CACHE=... .venv/bin/python -m training reproduce {target} --carry {_shown(carry)}`.\n"
+        "Written by the command; do not edit.\n\n"
+        f"{done} of {total} epochs trained.\n\n| round | run | epochs carried |\n|--:|---|--:|\n{table}\n"
+    )
+    log.info("carried in %s: %d of %d epochs", carry, done, total)
+
+
+def _shown(path: Path) -> str:
+    where = path.resolve()
+    return str(where.relative_to(REPO)) if where.is_relative_to(REPO) else str(path)
 
 
 def compare(rebuilt: Path, published: Path) -> tuple[bool, list[str]]:
@@ -129,11 +182,11 @@ def compare(rebuilt: Path, published: Path) -> tuple[bool, list[str]]:
     return ok, rows
 
 
-def main(target: str, root: Path | None, publish: bool, threads: int | None = None) -> int:
+def main(target: str, root: Path | None, publish: bool, threads: int | None = None, carry: Path | None = None) -> int:
     chain = lineage(target)
     root = root or (REPO / "runs" if target.endswith((".yaml", ".yml")) else CACHE / "reproduce")
     log.info("lineage of %s: %s", target, " -> ".join(cfg.name for _, cfg in chain))
-    last = rebuild(chain, root, publish=publish, threads=threads)
+    last = rebuild(chain, root, target=target, publish=publish, threads=threads, carry=carry)
     published = REPO / "runs" / chain[-1][1].name
     if published.resolve() == last.resolve() or not (published / "results.json").exists():
         log.info("built %s; no other published run of that name to compare with", last)

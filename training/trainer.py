@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -165,11 +166,18 @@ def train_student(
     validate: Callable[[Student], dict[str, float]],
     init: Callable[[], Student] | None = None,
     config_hash: str | None = None,
+    carry: Path | None = None,
 ) -> Student:
     """Train (or resume) a student in ``run_dir``; ``validate(model) -> dict`` is called after each epoch.
     A fresh run starts from the trained layers of the student ``init()`` loads, when given (see
     :func:`training.student.warm_start`); a resumed run never calls it. ``config_hash`` (the run's training
-    inputs) is kept in the checkpoint: a checkpoint of other inputs is refused instead of resumed."""
+    inputs) is kept in the checkpoint: a checkpoint of other inputs is refused instead of resumed.
+
+    ``carry``: a second copy of every epoch's checkpoint, kept where it outlives the machine (``reproduce
+    --carry``: a folder committed with the repository). The run resumes from whichever copy is further on, and
+    once its last epoch is done the carried copy keeps only what a warm start or a resume needs (no optimizer
+    state), to stay small. Each epoch's shuffling and augmentation are seeded by the seed and the epoch number,
+    so a resumed run trains what an uninterrupted one trains."""
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     model = Student(student_cfg)
@@ -179,29 +187,37 @@ def train_student(
     ckpt_path, history_path = checkpoint_path(run_dir), run_dir / "history.json"
     ckpt_path.parent.mkdir(parents=True, exist_ok=True)
     start, history, spent = 0, [], 0.0
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, weights_only=False)
+    ckpt = _latest_checkpoint(ckpt_path, carry)
+    if ckpt is not None:
         theirs = ckpt.get("config_hash")  # absent from checkpoints written before it was recorded
         if config_hash and theirs and theirs != config_hash:
             raise ValueError(
-                f"{ckpt_path} was trained from other training inputs (config hash {theirs}, this run {config_hash}):"
-                " delete it to train afresh, or give the run another name"
+                f"the checkpoint of {run_dir} was trained from other training inputs (config hash {theirs}, this"
+                f" run {config_hash}): delete {ckpt_path} (and {carry}) to train afresh, or give the run another name"
             )
         model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["opt"])
-        sched.load_state_dict(ckpt["sched"])
         start, history, spent = ckpt["epoch"], ckpt["history"], ckpt["seconds"]
+        if "opt" in ckpt:
+            opt.load_state_dict(ckpt["opt"])
+            sched.load_state_dict(ckpt["sched"])
+        elif start < cfg.epochs:
+            raise ValueError(f"the checkpoint of {run_dir} holds no optimizer state, so epoch {start + 1} can't resume")
         log.info("resuming %s at epoch %d (%.1f min spent)", run_dir, start, spent / 60)
+        if not ckpt_path.exists():  # resumed from the carried copy: warm starts and exports read this one
+            torch.save(ckpt, ckpt_path)
+            history_path.write_text(json.dumps(history, indent=1))
     elif init is not None:
         fresh = warm_start(model, init())
         log.info("warm start from a trained student; freshly initialised: %s", fresh or "nothing")
-    gen = torch.Generator().manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
     for epoch in range(start, cfg.epochs):
         if cfg.max_minutes is not None and spent / 60 >= cfg.max_minutes:
             log.warning("time budget of %.0f min spent: stopping after %d epochs", cfg.max_minutes, epoch)
             break
         t0 = time.time()
+        seed = int(np.random.SeedSequence([cfg.seed, epoch]).generate_state(1)[0])
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        rng = np.random.default_rng(seed)
         model.train()
         order = data.epoch(rng)
         total, bar = (
@@ -228,18 +244,33 @@ def train_student(
         record = {"epoch": epoch + 1, "loss": total / steps_per_epoch, "minutes": spent / 60, **validate(model)}
         history.append(record)
         log.info("epoch %d: %s", epoch + 1, json.dumps(record))
-        torch.save(
-            {
-                "model": model.state_dict(),
-                "opt": opt.state_dict(),
-                "sched": sched.state_dict(),
-                "epoch": epoch + 1,
-                "history": history,
-                "seconds": spent,
-                "config_hash": config_hash,
-            },
-            ckpt_path,
-        )
+        state = {
+            "model": model.state_dict(),
+            "opt": opt.state_dict(),
+            "sched": sched.state_dict(),
+            "epoch": epoch + 1,
+            "history": history,
+            "seconds": spent,
+            "config_hash": config_hash,
+        }
+        torch.save(state, ckpt_path)
+        if carry is not None:
+            done = epoch + 1 == cfg.epochs
+            _save_atomically({k: v for k, v in state.items() if not done or k not in ("opt", "sched")}, carry)
         history_path.write_text(json.dumps(history, indent=1))
     model.eval()
     return model
+
+
+def _latest_checkpoint(path: Path, carry: Path | None) -> dict[str, Any] | None:
+    """The checkpoint that is further on of ``path`` and ``carry`` (either may be missing), or ``None``."""
+    found = [torch.load(p, weights_only=False) for p in (path, carry) if p is not None and p.exists()]
+    return max(found, key=lambda ckpt: int(ckpt["epoch"]), default=None)
+
+
+def _save_atomically(state: dict[str, Any], path: Path) -> None:
+    """``torch.save`` through a temporary file, so that a copy being committed is never half written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)

@@ -105,3 +105,22 @@ def test_recipe_levers_run_end_to_end_and_ship_the_plain_net(smoke_run: Path) ->
     results = [json.loads((d / "results.json").read_text()) for d in (smoke_run, levers)]
     assert results[0]["params"] == results[1]["params"]
     assert results[1]["lfw"]["pairs"] == 300
+
+
+def test_a_carried_rebuild_goes_on_in_a_fresh_run_folder(smoke_run: Path, tmp_path: Path) -> None:
+    """``reproduce --carry``: the rebuild's checkpoints outlive its run folders (a machine that is lost), and the
+    same command on an empty folder resumes from them instead of training again."""
+    import torch
+
+    carry = tmp_path / "carry"
+    command = ["reproduce", str(CONFIG), "--carry", str(carry)]
+    assert main([*command, "--runs", str(tmp_path / "first")]) == 0
+    carried = torch.load(carry / "smoke" / "checkpoint.pt", weights_only=False)
+    assert carried["epoch"] == 3 and "opt" not in carried  # a finished round carries its weights only
+    assert "3 of 3 epochs trained" in (carry / "README.md").read_text()
+    first = json.loads((tmp_path / "first" / "smoke" / "history.json").read_text())
+
+    assert main([*command, "--runs", str(tmp_path / "second")]) == 0
+    again = tmp_path / "second" / "smoke"
+    assert json.loads((again / "history.json").read_text()) == first  # resumed: no epoch trained twice
+    assert json.loads((again / "results.json").read_text())["lfw"]["pairs"] == 300

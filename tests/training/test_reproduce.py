@@ -49,3 +49,25 @@ def test_a_rebuild_outside_the_tolerance_is_not_reproduced(tmp_path: Path) -> No
     assert [row for row in rows if row.endswith("| **no** |")] == [
         next(row for row in rows if row.startswith("| LFW accuracy"))
     ]
+
+
+def test_the_carried_progress_counts_the_epochs_of_every_round(tmp_path: Path) -> None:
+    import torch
+
+    from training.reproduce import progress, write_progress
+
+    chain = lineage(json.loads((REPO / "models" / "manifest.json").read_text())["default_model"])
+    first, second = chain[0][1], chain[1][1]
+    (tmp_path / first.name).mkdir()
+    torch.save({"epoch": first.train.epochs}, tmp_path / first.name / "checkpoint.pt")
+    (tmp_path / second.name).mkdir()
+    torch.save({"epoch": 3}, tmp_path / second.name / "checkpoint.pt")
+    rows = progress(chain, tmp_path)
+    assert rows[0] == (first.name, first.train.epochs, first.train.epochs)
+    assert rows[1] == (second.name, 3, second.train.epochs)
+    assert all(done == 0 for _, done, _ in rows[2:])
+    write_progress(chain, tmp_path, "mobileid-ensemble-int8")
+    total = sum(cfg.train.epochs for _, cfg in chain)
+    readme = (tmp_path / "README.md").read_text()
+    assert f"{first.train.epochs + 3} of {total} epochs trained" in readme
+    assert f"reproduce mobileid-ensemble-int8 --carry {tmp_path}" in readme

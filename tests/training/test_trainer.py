@@ -79,3 +79,59 @@ def test_a_checkpoint_of_other_training_inputs_is_refused_not_resumed(tmp_path: 
     train_student(cfg, student, data, run, lambda model: {}, config_hash="aaaa")
     with pytest.raises(ValueError, match="other training inputs"):
         train_student(cfg, student, data, run, lambda model: {}, config_hash="bbbb")
+
+
+def _tiny_run() -> tuple[TrainData, StudentConfig]:
+    rng = np.random.default_rng(0)
+    data = TrainData(rng.integers(0, 256, (48, 64, 64, 3), dtype=np.uint8), rng.normal(size=(48, 8)).astype(np.float32))
+    return data, StudentConfig(64, [8, 16, 16, 32], downsample="stride", hidden=16, out_dim=8)
+
+
+def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_an_interrupted_run_resumed_from_its_carried_checkpoint_trains_what_an_uninterrupted_one_trains(
+    tmp_path: Path,
+) -> None:
+    data, student = _tiny_run()
+    cfg = TrainConfig(epochs=2, batch_size=16, threads=1, max_minutes=None, augment=True, mirror=0.5)
+    straight = tmp_path / "straight"
+    straight.mkdir()
+    expected = _weights(train_student(cfg, student, data, straight, lambda model: {}, config_hash="aaaa"))
+
+    # The same run stopped after its first epoch (a budget it spends at once), on a machine that is then lost:
+    # only the carried copy survives, and the run resumes from it in another run folder.
+    first, carry = tmp_path / "first", tmp_path / "repo" / "rebuild" / "checkpoint.pt"
+    first.mkdir()
+    budget = TrainConfig(**{**vars(cfg), "max_minutes": 1e-9})
+    train_student(budget, student, data, first, lambda model: {}, config_hash="aaaa", carry=carry)
+    halfway = torch.load(carry, weights_only=False)
+    assert halfway["epoch"] == 1 and "opt" in halfway  # the round in progress carries its optimizer state
+    second = tmp_path / "second"
+    second.mkdir()
+    resumed = train_student(cfg, student, data, second, lambda model: {}, config_hash="aaaa", carry=carry)
+    for name, value in _weights(resumed).items():
+        torch.testing.assert_close(value, expected[name], rtol=0, atol=0, msg=name)
+
+    # Once done, the carried copy keeps the weights only, and is enough to skip the training (and warm start from).
+    done = torch.load(carry, weights_only=False)
+    assert done["epoch"] == 2 and "opt" not in done
+    third = tmp_path / "third"
+    third.mkdir()
+    skipped = train_student(cfg, student, data, third, lambda model: {}, config_hash="aaaa", carry=carry)
+    assert checkpoint_path(third).exists()
+    for name, value in _weights(skipped).items():
+        torch.testing.assert_close(value, expected[name], rtol=0, atol=0, msg=name)
+
+
+def test_a_carried_checkpoint_without_optimizer_state_cannot_resume_an_unfinished_run(tmp_path: Path) -> None:
+    data, student = _tiny_run()
+    run, carry = tmp_path / "run", tmp_path / "carry.pt"
+    run.mkdir()
+    cfg = TrainConfig(epochs=1, batch_size=16, threads=1, max_minutes=None)
+    train_student(cfg, student, data, run, lambda model: {}, carry=carry)
+    more = tmp_path / "more"
+    more.mkdir()
+    with pytest.raises(ValueError, match="no optimizer state"):
+        train_student(TrainConfig(**{**vars(cfg), "epochs": 2}), student, data, more, lambda model: {}, carry=carry)

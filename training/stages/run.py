@@ -28,9 +28,12 @@ from training.teachers.embedding import lfw_teacher_raw
 class Run:
     """A run folder ``runs/<name>`` and the data its stages share (loaded lazily, once)."""
 
-    def __init__(self, cfg: RunConfig, root: Path) -> None:
+    def __init__(self, cfg: RunConfig, root: Path, carry: Path | None = None) -> None:
         self.cfg = cfg
         self.dir = root / cfg.name
+        # A folder that outlives the machine (``reproduce --carry``): the train stage keeps a copy of every
+        # epoch's checkpoint there and resumes from it.
+        self.carry = carry
         self.dir.mkdir(parents=True, exist_ok=True)
         saved = self.dir / "config.yaml"
         # A stage call leaves the run's saved config alone unless it trains something else (another hash).

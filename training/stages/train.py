@@ -79,7 +79,10 @@ def stage_train(run: Run) -> Student:
     # The source run is loaded only if this run starts fresh (a resumed run needs nothing from it).
     init_from = run.cfg.train.init_from
     init = (lambda: _init_student(run, chosen, init_from)) if init_from else None
-    return train_student(run.cfg.train, run.cfg.student, data, run.dir, validate, init=init, config_hash=run.cfg.hash())
+    carry = run.carry / "checkpoint.pt" if run.carry else None
+    return train_student(
+        run.cfg.train, run.cfg.student, data, run.dir, validate, init=init, config_hash=run.cfg.hash(), carry=carry
+    )
 
 
 def _init_student(run: Run, chosen: list[int], init_from: str) -> Student:

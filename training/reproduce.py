@@ -13,7 +13,9 @@ A rebuild takes longer than a machine may live (the default's: about 6 hours of 
 on 2 cores). ``--carry DIR`` (``runs/rebuild/<model>`` in the repository) keeps a copy of every round's checkpoint
 there, each epoch, and resumes from it: commit that folder, and the same command on a fresh clone on another
 machine recomputes the caches (deterministic) and goes on from the last epoch carried. A finished round's carried
-checkpoint holds the student's weights only (about 1.2 MB); the round in progress also its optimizer state.
+checkpoint holds the student's weights only (about 1.2 MB); the round in progress also its optimizer state. A
+round that was finished on an earlier machine runs only up to its train stage (which restores it): later rounds
+need its neurons and weights, not its export or LFW scores.
 ``DIR/README.md`` says how far the rebuild has come.
 
 The comparison at the end: the same student architecture, the same selected neurons and parameter count; the held-
@@ -99,6 +101,7 @@ def rebuild(
     from training.stages import run_stage
     from training.stages.run import Run
 
+    carried = {name: done >= epochs for name, done, epochs in progress(chain, carry)} if carry else {}
     if carry is not None:
         write_progress(chain, carry, target)
     previous: Path | None = None
@@ -114,7 +117,7 @@ def rebuild(
         )
         log.info("round %d/%d: %s (%s)", k, len(chain), cfg.name, path)
         run = Run(cfg, root, carry=carry / cfg.name if carry else None)
-        for stage in STAGES + (["publish"] if publish and k == len(chain) else []):
+        for stage in round_stages(last=k == len(chain), carried=carried.get(cfg.name, False), publish=publish):
             log.info("  stage %s", stage)
             run_stage(stage, run)
             if carry is not None and stage == "train":
@@ -122,6 +125,15 @@ def rebuild(
         previous = run.dir
     assert previous is not None
     return previous
+
+
+def round_stages(last: bool, carried: bool, publish: bool) -> list[str]:
+    """The stages a round runs: all of them (and ``publish`` for the last round when asked); a round that is not
+    the last and was trained on an earlier machine (``carried``) only up to its train stage, which restores it: the
+    next round needs its neurons and weights, not its export or its scores."""
+    if carried and not last:
+        return STAGES[: STAGES.index("train") + 1]
+    return STAGES + (["publish"] if publish and last else [])
 
 
 def progress(chain: list[tuple[Path, RunConfig]], carry: Path) -> list[tuple[str, int, int]]:

@@ -71,3 +71,13 @@ def test_the_carried_progress_counts_the_epochs_of_every_round(tmp_path: Path) -
     readme = (tmp_path / "README.md").read_text()
     assert f"{first.train.epochs + 3} of {total} epochs trained" in readme
     assert f"reproduce mobileid-ensemble-int8 --carry {tmp_path}" in readme
+
+
+def test_a_round_trained_on_an_earlier_machine_is_restored_not_exported_again() -> None:
+    from training.reproduce import STAGES, round_stages
+
+    assert round_stages(last=False, carried=False, publish=True) == STAGES
+    assert round_stages(last=False, carried=True, publish=False) == ["teachers", "align", "features", "select", "train"]
+    # The last round is always exported and scored: the comparison with the published model reads its results.
+    assert round_stages(last=True, carried=True, publish=False) == STAGES
+    assert round_stages(last=True, carried=False, publish=True) == [*STAGES, "publish"]

@@ -146,6 +146,10 @@ def training_inputs(cfg: RunConfig) -> dict[str, Any]:
         path = (*parents, leaf)
         if leaf in tree and (path in NOT_TRAINING_INPUTS or tree[leaf] == _ADDED_LATER[path]):
             del tree[leaf]
+    # The warm start's parent is the run of that name, wherever its folder lies (runs/, or reproduce's scratch
+    # folder in the cache of this or another machine): a location is not a training input.
+    if parent := settings["train"].get("init_from"):
+        settings["train"]["init_from"] = f"runs/{Path(parent).name}"
     return settings
 
 

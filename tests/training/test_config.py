@@ -86,6 +86,14 @@ def test_output_only_keys_leave_the_hash_alone(path: tuple[str, ...]) -> None:
     assert _with(path, value).hash() == RunConfig().hash()
 
 
+def test_a_warm_start_parent_counts_by_its_run_not_by_where_its_folder_lies() -> None:
+    committed = _with(("train", "init_from"), "runs/ensemble-deep7")
+    # reproduce warm-starts from its own rebuilt rounds, in the cache of whichever machine it runs on
+    for scratch in ("/work/cache/mobileid/reproduce/ensemble-deep7", "/tmp/other-machine/reproduce/ensemble-deep7"):
+        assert _with(("train", "init_from"), scratch).hash() == committed.hash()
+    assert _with(("train", "init_from"), "runs/ensemble-deep6-stem").hash() != committed.hash()
+
+
 def test_the_hash_survives_save_and_load(tmp_path: Path) -> None:
     cfg = load_config(CONFIGS / "published/residual/ensemble-deep8.yaml")
     save_config(cfg, tmp_path / "config.yaml")

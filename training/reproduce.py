@@ -120,11 +120,32 @@ def rebuild(
         for stage in round_stages(last=k == len(chain), carried=carried.get(cfg.name, False), publish=publish):
             log.info("  stage %s", stage)
             run_stage(stage, run)
+            if carry is not None and stage == "select":
+                carry_selection(run.dir, carry / cfg.name)
             if carry is not None and stage == "train":
                 write_progress(chain, carry, target)
         previous = run.dir
     assert previous is not None
     return previous
+
+
+def carry_selection(run_dir: Path, carried: Path) -> None:
+    """Keep the round's selected neurons beside its carried checkpoint, or check them against the ones kept: a
+    checkpoint regresses the neurons it was trained on, so a selection that came out otherwise on this machine
+    must stop the rebuild, not be trained on silently."""
+    ours = json.loads((run_dir / "selection.json").read_text())["selected"]
+    kept = carried / "selection.json"
+    if not kept.exists():
+        carried.mkdir(parents=True, exist_ok=True)
+        kept.write_text(json.dumps({"selected": ours}) + "\n")
+        return
+    theirs = json.loads(kept.read_text())["selected"]
+    if theirs != ours:
+        differ = sorted(set(theirs) ^ set(ours))
+        raise RuntimeError(
+            f"{run_dir.name}: this machine selected other neurons than the carried checkpoint was trained on "
+            f"({len(differ)} differ: {differ[:10]}); the carried rounds from here on cannot be resumed"
+        )
 
 
 def round_stages(last: bool, carried: bool, publish: bool) -> list[str]:

@@ -81,3 +81,19 @@ def test_a_round_trained_on_an_earlier_machine_is_restored_not_exported_again() 
     # The last round is always exported and scored: the comparison with the published model reads its results.
     assert round_stages(last=True, carried=True, publish=False) == STAGES
     assert round_stages(last=True, carried=False, publish=True) == [*STAGES, "publish"]
+
+
+def test_a_carried_round_refuses_a_selection_that_came_out_otherwise(tmp_path: Path) -> None:
+    import pytest
+
+    from training.reproduce import carry_selection
+
+    run, carried = tmp_path / "run", tmp_path / "carry" / "round"
+    run.mkdir()
+    (run / "selection.json").write_text(json.dumps({"selected": [3, 1, 2], "count": 3}))
+    carry_selection(run, carried)  # first machine: kept
+    assert json.loads((carried / "selection.json").read_text())["selected"] == [3, 1, 2]
+    carry_selection(run, carried)  # the same selection again: fine
+    (run / "selection.json").write_text(json.dumps({"selected": [3, 1, 4], "count": 3}))
+    with pytest.raises(RuntimeError, match=r"other neurons .*2 differ: \[2, 4\]"):
+        carry_selection(run, carried)

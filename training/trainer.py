@@ -187,7 +187,7 @@ def train_student(
     ckpt_path, history_path = checkpoint_path(run_dir), run_dir / "history.json"
     ckpt_path.parent.mkdir(parents=True, exist_ok=True)
     start, history, spent = 0, [], 0.0
-    ckpt = _latest_checkpoint(ckpt_path, carry)
+    ckpt, found_in = _latest_checkpoint(ckpt_path, carry)
     if ckpt is not None:
         theirs = ckpt.get("config_hash")  # absent from checkpoints written before it was recorded
         if config_hash and theirs and theirs != config_hash:
@@ -203,7 +203,7 @@ def train_student(
         elif start < cfg.epochs:
             raise ValueError(f"the checkpoint of {run_dir} holds no optimizer state, so epoch {start + 1} can't resume")
         log.info("resuming %s at epoch %d (%.1f min spent)", run_dir, start, spent / 60)
-        if not ckpt_path.exists():  # resumed from the carried copy: warm starts and exports read this one
+        if found_in != ckpt_path:  # resumed from the carried copy: warm starts and exports read this one
             torch.save(ckpt, ckpt_path)
             history_path.write_text(json.dumps(history, indent=1))
     elif init is not None:
@@ -262,10 +262,13 @@ def train_student(
     return model
 
 
-def _latest_checkpoint(path: Path, carry: Path | None) -> dict[str, Any] | None:
-    """The checkpoint that is further on of ``path`` and ``carry`` (either may be missing), or ``None``."""
-    found = [torch.load(p, weights_only=False) for p in (path, carry) if p is not None and p.exists()]
-    return max(found, key=lambda ckpt: int(ckpt["epoch"]), default=None)
+def _latest_checkpoint(path: Path, carry: Path | None) -> tuple[dict[str, Any] | None, Path | None]:
+    """The checkpoint that is further on of ``path`` and ``carry`` (either may be missing; ``path`` on a tie) and
+    where it was found, or ``(None, None)``."""
+    found = [(torch.load(p, weights_only=False), p) for p in (path, carry) if p is not None and p.exists()]
+    if not found:
+        return None, None
+    return max(found, key=lambda item: int(item[0]["epoch"]))  # max keeps the first of equals: ``path``
 
 
 def _save_atomically(state: dict[str, Any], path: Path) -> None:

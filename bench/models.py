@@ -29,10 +29,10 @@ from bench.timing import Case, Samples, interleave, summarise
 from service.detection import DetectorConfig, FaceDetector
 from service.manifest import sha256_of
 from service.sessions import session_options
+from training.paths import shown
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parent.parent
 DETECTION_SIZES = ((250, 250), (640, 480))  # (width, height): an LFW photo, a VGA photo
 
 
@@ -43,11 +43,6 @@ class TimingPlan:
     rounds: int = 40
     budget: float = 150.0
     spinning: bool = False
-
-
-def shown(path: Path) -> str:
-    """A path as reported: relative to the repository when inside it."""
-    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")  # inputs 1 and 2: scale and zero point, not learned weights

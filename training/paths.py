@@ -17,6 +17,11 @@ MORE_PREFIX = "more/"
 """File names of the training pool are relative to ``DATA``, or to ``MORE`` when they start with this."""
 
 
+def shown(path: Path) -> str:
+    """A path as reported: relative to the repository when inside it."""
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def data_path(relative: str) -> Path:
     """The file behind a pool/LFW file name (see ``MORE_PREFIX``)."""
     if relative.startswith(MORE_PREFIX):

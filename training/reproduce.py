@@ -31,7 +31,7 @@ import logging
 from pathlib import Path
 
 from training.config import RunConfig, load_config
-from training.paths import CACHE, MODELS, REPO
+from training.paths import CACHE, MODELS, REPO, shown
 
 log = logging.getLogger(__name__)
 
@@ -173,21 +173,17 @@ def write_progress(chain: list[tuple[Path, RunConfig]], carry: Path, target: str
     """``carry/README.md``: how far the carried rebuild of ``target`` has come, round by round."""
     rows = progress(chain, carry)
     carry.mkdir(parents=True, exist_ok=True)
+    where = shown(carry.resolve())
     table = "\n".join(f"| {k} | `{name}` | {done} / {epochs} |" for k, (name, done, epochs) in enumerate(rows, 1))
     total, done = sum(r[2] for r in rows), sum(r[1] for r in rows)
     (carry / "README.md").write_text(
         f"# A rebuild in progress: {chain[-1][1].name}\n\n"
         "Checkpoints carried by `python -m training reproduce` (training/reproduce.py). To go on from here in a fresh\n"
-        f"clone: `MOBILEID_CACHE=... .venv/bin/python -m training reproduce {target} --carry {_shown(carry)}`.\n"
+        f"clone: `MOBILEID_CACHE=... .venv/bin/python -m training reproduce {target} --carry {where}`.\n"
         "Written by the command; do not edit.\n\n"
         f"{done} of {total} epochs trained.\n\n| round | run | epochs carried |\n|--:|---|--:|\n{table}\n"
     )
     log.info("carried in %s: %d of %d epochs", carry, done, total)
-
-
-def _shown(path: Path) -> str:
-    where = path.resolve()
-    return str(where.relative_to(REPO)) if where.is_relative_to(REPO) else str(path)
 
 
 def compare(rebuilt: Path, published: Path) -> tuple[bool, list[str]]:

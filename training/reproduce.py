@@ -101,9 +101,8 @@ def rebuild(
     from training.stages import run_stage
     from training.stages.run import Run
 
-    carried = {name: done >= epochs for name, done, epochs in progress(chain, carry)} if carry else {}
-    if carry is not None:
-        write_progress(chain, carry, target)
+    rows = write_progress(chain, carry, target) if carry is not None else []
+    carried = {name: done >= epochs for name, done, epochs in rows}
     previous: Path | None = None
     for k, (path, cfg) in enumerate(chain, 1):
         cfg = dataclasses.replace(
@@ -169,8 +168,9 @@ def progress(chain: list[tuple[Path, RunConfig]], carry: Path) -> list[tuple[str
     return rows
 
 
-def write_progress(chain: list[tuple[Path, RunConfig]], carry: Path, target: str) -> None:
-    """``carry/README.md``: how far the carried rebuild of ``target`` has come, round by round."""
+def write_progress(chain: list[tuple[Path, RunConfig]], carry: Path, target: str) -> list[tuple[str, int, int]]:
+    """``carry/README.md``: how far the carried rebuild of ``target`` has come, round by round; returns the rows
+    of :func:`progress` it was written from."""
     rows = progress(chain, carry)
     carry.mkdir(parents=True, exist_ok=True)
     where = shown(carry.resolve())
@@ -184,6 +184,7 @@ def write_progress(chain: list[tuple[Path, RunConfig]], carry: Path, target: str
         f"{done} of {total} epochs trained.\n\n| round | run | epochs carried |\n|--:|---|--:|\n{table}\n"
     )
     log.info("carried in %s: %d of %d epochs", carry, done, total)
+    return rows
 
 
 def compare(rebuilt: Path, published: Path) -> tuple[bool, list[str]]:

@@ -124,3 +124,18 @@ def test_a_carried_rebuild_goes_on_in_a_fresh_run_folder(smoke_run: Path, tmp_pa
     again = tmp_path / "second" / "smoke"
     assert json.loads((again / "history.json").read_text()) == first  # resumed: no epoch trained twice
     assert json.loads((again / "results.json").read_text())["lfw"]["pairs"] == 300
+
+
+def test_side_by_side_scores_both_graphs_on_the_same_held_out_crops(smoke_run: Path) -> None:
+    """The reproduce command's second table: a graph scored beside itself gives the same numbers, within."""
+    from training.config import load_config
+    from training.reproduce import side_by_side
+    from training.stages.run import Run
+
+    run = Run(load_config(smoke_run / "config.yaml"), smoke_run.parent)
+    ok, rows = side_by_side(run, smoke_run / "student.onnx", smoke_run)
+    assert ok and len(rows) == 2 + 3
+    for row in rows[2:]:
+        _, what, published, rebuilt, within, _ = row.split("|")
+        assert what.strip().startswith("held-out") and published == rebuilt and within.strip() == "yes"
+        assert -1.0 <= float(published) <= 1.0  # a 3-epoch smoke student's cosine to its target may be < 0

@@ -238,7 +238,7 @@ def side_by_side(run: Run, published_graph: Path, published_run: Path) -> tuple[
     """The published and the rebuilt graph scored in one process on the same held-out crops (this machine's view
     cache, one pass), each against its own run's teacher targets: a comparison of the two models that does not
     rest on numbers measured by an older version of the code (the published history's held-out crops were cut
-    before the one crop path, so the held-out rows of :func:`compare` compare crops as well as models)."""
+    before the one crop path, so the held-out rows of :func:`compare` may compare crops as well as models)."""
     from training.data.feature_cache import onnx_runner
     from training.evaluate import cosine_scores, row_cosine, ten_fold
     from training.neurons import NeuronSpace

@@ -182,12 +182,18 @@ def write_progress(chain: list[tuple[Path, RunConfig]], carry: Path, target: str
     where = shown(carry.resolve())
     table = "\n".join(f"| {k} | `{name}` | {done} / {epochs} |" for k, (name, done, epochs) in enumerate(rows, 1))
     total, done = sum(r[2] for r in rows), sum(r[1] for r in rows)
+    finished = done == total
     (carry / "README.md").write_text(
-        f"# A rebuild in progress: {chain[-1][1].name}\n\n"
+        f"# {'A finished rebuild' if finished else 'A rebuild in progress'}: {chain[-1][1].name}\n\n"
         "Checkpoints carried by `python -m training reproduce` (training/reproduce.py). To go on from here in a fresh\n"
         f"clone: `MOBILEID_CACHE=... .venv/bin/python -m training reproduce {target} --carry {where}`.\n"
         "Written by the command; do not edit.\n\n"
         f"{done} of {total} epochs trained.\n\n| round | run | epochs carried |\n|--:|---|--:|\n{table}\n"
+        + (
+            "\nThe comparison with the published model, written at the end of the command: `reproduce.md`.\n"
+            if finished
+            else ""
+        )
     )
     log.info("carried in %s: %d of %d epochs", carry, done, total)
     return rows
@@ -284,6 +290,7 @@ def main(target: str, root: Path | None, publish: bool, threads: int | None = No
             + "\n".join(more)
             + f"\n\n{'within' if same else 'NOT within'} the same tolerances\n"
         )
-    (last / "reproduce.md").write_text(f"# {chain[-1][1].name} rebuilt vs published\n\n{report}")
+    for folder in (last, carry) if carry is not None else (last,):
+        (folder / "reproduce.md").write_text(f"# {chain[-1][1].name} rebuilt vs published\n\n{report}")
     print(report)
     return 0 if ok else 1

@@ -272,7 +272,8 @@ def side_by_side(run: Run, published_graph: Path, published_run: Path) -> tuple[
 
 def main(target: str, root: Path | None, publish: bool, threads: int | None = None, carry: Path | None = None) -> int:
     chain = lineage(target)
-    root = root or (REPO / "runs" if target.endswith((".yaml", ".yml")) else CACHE / "reproduce")
+    model = not target.endswith((".yaml", ".yml"))  # a model of the manifest, not a config file
+    root = root or (CACHE / "reproduce" if model else REPO / "runs")
     log.info("lineage of %s: %s", target, " -> ".join(cfg.name for _, cfg in chain))
     run = rebuild(chain, root, target=target, publish=publish, threads=threads, carry=carry)
     last, published = run.dir, REPO / "runs" / chain[-1][1].name
@@ -282,9 +283,11 @@ def main(target: str, root: Path | None, publish: bool, threads: int | None = No
     ok, rows = compare(last, published)
     verdict = "REPRODUCED: every row within tolerance" if ok else "NOT REPRODUCED: see the rows marked no"
     report = "\n".join(rows) + f"\n\n{verdict}\n"
-    if not target.endswith((".yaml", ".yml")):
-        entry = json.loads((MODELS / "manifest.json").read_text())["models"][target]
-        same, more = side_by_side(run, MODELS / entry["components"][0]["file"], published)
+    if model:
+        from service.manifest import load_manifest
+
+        graph = MODELS / load_manifest(MODELS / "manifest.json").models[target].components[0].file
+        same, more = side_by_side(run, graph, published)
         report += (
             "\nBoth graphs scored side by side in this run, on the same crops (not part of the verdict):\n\n"
             + "\n".join(more)

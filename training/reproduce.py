@@ -3,11 +3,11 @@
 ``python -m training reproduce mobileid-ensemble-int8`` reads the model's run from ``models/manifest.json``, follows
 ``train.init_from`` back to the round that started from scratch, and runs every stage of every round (teachers,
 align, features, select, train, export, evaluate) into a scratch folder (``--runs``, default
-``$MOBILEID_CACHE/reproduce``; ``runs/`` for a config), each round warm-started from the rebuilt one before it.
-Rounds stop on their epochs, never on wall-clock time (``train.max_minutes`` is lifted), and every stage resumes
-where it stopped, so an interrupted rebuild is continued by running the same command again. ``python -m training
-reproduce CONFIG.yaml`` does the same for a config's lineage (this is how a new model is made; ``--publish`` then
-publishes it).
+``$MOBILEID_CACHE/reproduce``; a config's own round goes to ``runs/``), each round warm-started from the rebuilt
+one before it. Rounds stop on their epochs, never on wall-clock time (``train.max_minutes`` is lifted), and every
+stage resumes where it stopped, so an interrupted rebuild is continued by running the same command again.
+``python -m training reproduce CONFIG.yaml`` does the same for a config's lineage (this is how a new model is made;
+``--publish`` then publishes it).
 
 A rebuild takes longer than a machine may live (the default's: about 6 hours of training and 1.5 of teacher views
 on 2 cores). ``--carry DIR`` (``runs/rebuild/<model>`` in the repository) keeps a copy of every round's checkpoint
@@ -100,10 +100,11 @@ def rebuild(
     publish: bool = False,
     threads: int | None = None,
     carry: Path | None = None,
+    last_root: Path | None = None,
 ) -> Run:
-    """Run every stage of every round of ``target``'s ``chain`` into ``root`` (training on ``threads`` torch
-    threads when given, else each config's own; checkpoints also carried in ``carry/<round>/``); returns the last
-    round."""
+    """Run every stage of every round of ``target``'s ``chain`` into ``root`` (the last round into ``last_root``
+    when given; training on ``threads`` torch threads when given, else each config's own; checkpoints also carried
+    in ``carry/<round>/``); returns the last round."""
     from training.stages import run_stage
     from training.stages.run import Run
 
@@ -121,7 +122,7 @@ def rebuild(
             ),
         )
         log.info("round %d/%d: %s (%s)", k, len(chain), cfg.name, path)
-        run = Run(cfg, root, carry=carry / cfg.name if carry else None)
+        run = Run(cfg, last_root or root if k == len(chain) else root, carry=carry / cfg.name if carry else None)
         for stage in round_stages(last=k == len(chain), carried=carried.get(cfg.name, False), publish=publish):
             log.info("  stage %s", stage)
             run_stage(stage, run)
@@ -273,9 +274,12 @@ def side_by_side(run: Run, published_graph: Path, published_run: Path) -> tuple[
 def main(target: str, root: Path | None, publish: bool, threads: int | None = None, carry: Path | None = None) -> int:
     chain = lineage(target)
     model = not target.endswith((".yaml", ".yml"))  # a model of the manifest, not a config file
-    root = root or (CACHE / "reproduce" if model else REPO / "runs")
+    # A config's own run lands in runs/ (it is the new model); the rounds before it, whose published twins are
+    # already there, are rebuilt in the scratch folder beside a model's.
+    scratch = root or CACHE / "reproduce"
+    last_root = root or (scratch if model else REPO / "runs")
     log.info("lineage of %s: %s", target, " -> ".join(cfg.name for _, cfg in chain))
-    run = rebuild(chain, root, target=target, publish=publish, threads=threads, carry=carry)
+    run = rebuild(chain, scratch, target=target, publish=publish, threads=threads, carry=carry, last_root=last_root)
     last, published = run.dir, REPO / "runs" / chain[-1][1].name
     if published.resolve() == last.resolve() or not (published / "results.json").exists():
         log.info("built %s; no other published run of that name to compare with", last)

@@ -92,7 +92,8 @@ class SelectionConfig:
     beta: float = 0.5  # weight of nuisance attributes (subtracted)
     redundancy: float = 2.0  # lambda on squared correlations
     # energy | random | all; or pca: not neurons but the `size` leading whitened principal components of all of
-    # them (training.neurons.whitened_components), the target lever of issue 13
+    # them (training.neurons.whitened_components), the target lever of issue 13; or inherit: the neurons and
+    # standardisation of the run train.init_from names (training.stages.select.inherit_selection)
     method: str = "energy"
 
 

@@ -97,3 +97,35 @@ def test_a_carried_round_refuses_a_selection_that_came_out_otherwise(tmp_path: P
     (run / "selection.json").write_text(json.dumps({"selected": [3, 1, 4], "count": 3}))
     with pytest.raises(RuntimeError, match=r"other neurons .*2 differ: \[2, 4\]"):
         carry_selection(run, carried)
+
+
+def test_a_round_on_the_curated_pool_goes_on_from_the_defaults_rebuilt_rounds() -> None:
+    default = json.loads((REPO / "models" / "manifest.json").read_text())["default_model"]
+    rounds = lineage(str(REPO / "training" / "configs" / "v2" / "deep9.yaml"))
+    published = lineage(default)
+    assert [cfg.name for _, cfg in rounds[:-1]] == [cfg.name for _, cfg in published]
+    # The same training inputs as the committed runs: their carried checkpoints resume instead of training again.
+    assert [cfg.hash() for _, cfg in rounds[:-1]] == [cfg.hash() for _, cfg in published]
+    last = rounds[-1][1]
+    assert last.selection.method == "inherit" and last.data.curated
+    assert last.train.init_from is not None and Path(last.train.init_from).name == published[-1][1].name
+
+
+def test_an_inherited_selection_is_the_parents_neurons_and_standardisation(tmp_path: Path) -> None:
+    import dataclasses
+
+    import pytest
+
+    from training.neurons import NeuronSpace
+    from training.stages.run import Run
+    from training.stages.select import stage_select
+
+    parent = RUNS / "ensemble-deep8"
+    cfg = load_config(REPO / "training" / "configs" / "v2" / "deep9.yaml")
+    chosen = stage_select(Run(cfg, tmp_path))
+    assert chosen == json.loads((parent / "selection.json").read_text())["selected"]
+    ours = NeuronSpace.load(tmp_path / cfg.name / "neurons.npz")
+    assert ours.same_as(NeuronSpace.load(parent / "neurons.npz"))
+    orphan = dataclasses.replace(cfg, name="orphan", train=dataclasses.replace(cfg.train, init_from=None))
+    with pytest.raises(ValueError, match="needs train.init_from"):
+        stage_select(Run(orphan, tmp_path))

@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 
 import numpy as np
 
 from training.data.labels import pool_labels
 from training.neurons import whitened_components
+from training.paths import REPO
 from training.selection import plot_selection, save_selection, select
 from training.stages.run import Run, holdout, neuron_space
 
@@ -17,7 +19,10 @@ log = logging.getLogger(__name__)
 
 
 def stage_select(run: Run) -> list[int]:
-    """Score and select teacher neurons on the labelled pool (view 0; held-out identities excluded)."""
+    """Score and select teacher neurons on the labelled pool (view 0; held-out identities excluded), or take
+    the parent run's (``selection.method: inherit``)."""
+    if run.cfg.selection.method == "inherit":
+        return inherit_selection(run)
     cache = run.cache()
     mask, _ = holdout(run)
     train_rows = cache.valid & ~mask
@@ -46,6 +51,25 @@ def stage_select(run: Run) -> list[int]:
         f"{'+'.join(run.cfg.teachers)} ({run.cfg.selection.method})",
     )
     log.info("selected %d of %d neurons (%s)", len(chosen), z.shape[1], run.cfg.selection.method)
+    return chosen
+
+
+def inherit_selection(run: Run) -> list[int]:
+    """The neurons of the run ``train.init_from`` names, and its standardisation of them (``neurons.npz``),
+    copied as they are: a round on other images (another pool) goes on regressing the target its parent was
+    trained to, so that it can be warm-started from it. Selecting again on the new pool would pick other
+    neurons (and standardise them otherwise), and the parent's weights would regress the wrong outputs."""
+    parent = run.cfg.train.init_from
+    if not parent:
+        raise ValueError("selection.method: inherit needs train.init_from (the run whose neurons are regressed)")
+    source = REPO / parent
+    for name in ("neurons.npz", "selection.json", "selection.png"):
+        if (source / name).exists():
+            shutil.copyfile(source / name, run.dir / name)
+        elif name != "selection.png":
+            raise FileNotFoundError(f"selection.method: inherit: {source / name} not found (run {parent} first)")
+    chosen = selected(run)
+    log.info("inherited %d neurons from %s", len(chosen), parent)
     return chosen
 
 

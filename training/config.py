@@ -146,11 +146,17 @@ def training_inputs(cfg: RunConfig) -> dict[str, Any]:
         path = (*parents, leaf)
         if leaf in tree and (path in NOT_TRAINING_INPUTS or tree[leaf] == _ADDED_LATER[path]):
             del tree[leaf]
-    # The warm start's parent is the run of that name, wherever its folder lies (runs/, or reproduce's scratch
-    # folder in the cache of this or another machine): a location is not a training input.
-    if parent := settings["train"].get("init_from"):
-        settings["train"]["init_from"] = f"runs/{Path(parent).name}"
+    if settings["train"].get("init_from"):
+        settings["train"]["init_from"] = parent_run(cfg)
     return settings
+
+
+def parent_run(cfg: RunConfig) -> str | None:
+    """The warm start's parent as ``runs/<name>``: the run of that name, wherever its folder lies (runs/, or
+    reproduce's scratch folder in the cache of this or another machine). A location is neither a training input
+    nor something to write into a committed file."""
+    parent = cfg.train.init_from
+    return f"runs/{Path(parent).name}" if parent else None
 
 
 _Config = TypeVar("_Config", bound="DataclassInstance")
@@ -207,4 +213,6 @@ def load_config(path: Path | None, overrides: Sequence[str] = ()) -> RunConfig:
 
 def save_config(cfg: RunConfig, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump({**cfg.to_dict(), "config_hash": cfg.hash()}, sort_keys=False))
+    settings = cfg.to_dict()
+    settings["train"]["init_from"] = parent_run(cfg)
+    path.write_text(yaml.safe_dump({**settings, "config_hash": cfg.hash()}, sort_keys=False))

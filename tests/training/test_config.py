@@ -94,6 +94,13 @@ def test_a_warm_start_parent_counts_by_its_run_not_by_where_its_folder_lies() ->
     assert _with(("train", "init_from"), "runs/ensemble-deep6-stem").hash() != committed.hash()
 
 
+def test_a_saved_config_names_its_parent_run_not_the_folder_it_was_warm_started_from(tmp_path: Path) -> None:
+    rebuilt = _with(("train", "init_from"), "/work/cache/mobileid/reproduce/ensemble-deep7")
+    save_config(rebuilt, tmp_path / "config.yaml")
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["train"]["init_from"] == "runs/ensemble-deep7"
+    assert rebuilt.train.init_from == "/work/cache/mobileid/reproduce/ensemble-deep7"  # the run itself unchanged
+
+
 def test_the_hash_survives_save_and_load(tmp_path: Path) -> None:
     cfg = load_config(CONFIGS / "published/residual/ensemble-deep8.yaml")
     save_config(cfg, tmp_path / "config.yaml")

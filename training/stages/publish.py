@@ -36,7 +36,7 @@ from training.calibrate import (
     readme_section,
     write_results,
 )
-from training.config import RunConfig
+from training.config import RunConfig, parent_run
 from training.data.calibration_sets import CELEBA_TEST_IMAGES
 from training.data.feature_cache import arcface_crop
 from training.paths import MODELS, REPO
@@ -98,7 +98,7 @@ def student_entry(cfg: RunConfig, results: dict[str, Any], file: str) -> Embeddi
             selected_neurons=results["selected_neurons"],
             data=cfg.data.sets,
             views=cfg.data.views,
-            warm_start_from=cfg.train.init_from,
+            warm_start_from=parent_run(cfg),
             quantization=Quantization.model_validate(results["quantization"]) if results.get("quantization") else None,
         ),
     )

@@ -91,7 +91,7 @@ def test_a_malformed_identity_is_invalid_request(client: TestClient) -> None:
     error_of(client.post("/verify/embeddings", json={**body, "model1": "mobileid"}), 422, "invalid_request")
 
 
-FLIPPED = "mobileid-ensemble-int8-flip"  # the default's graph, served flip-averaged
+FLIPPED = "mobileid-ensemble-int8-r9-flip"  # the default's graph, served flip-averaged
 
 
 def test_a_served_variant_of_the_same_graph_is_another_model(

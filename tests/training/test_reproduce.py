@@ -100,9 +100,8 @@ def test_a_carried_round_refuses_a_selection_that_came_out_otherwise(tmp_path: P
 
 
 def test_a_round_on_the_curated_pool_goes_on_from_the_defaults_rebuilt_rounds() -> None:
-    default = json.loads((REPO / "models" / "manifest.json").read_text())["default_model"]
-    rounds = lineage(str(REPO / "training" / "configs" / "v2" / "deep9.yaml"))
-    published = lineage(default)
+    rounds = lineage(str(REPO / "training" / "configs" / "published" / "residual" / "ensemble-deep9.yaml"))
+    published = lineage("mobileid-ensemble-int8")  # round 8, the model round 9 goes on from
     assert [cfg.name for _, cfg in rounds[:-1]] == [cfg.name for _, cfg in published]
     # The same training inputs as the committed runs: their carried checkpoints resume instead of training again.
     assert [cfg.hash() for _, cfg in rounds[:-1]] == [cfg.hash() for _, cfg in published]
@@ -121,7 +120,7 @@ def test_an_inherited_selection_is_the_parents_neurons_and_standardisation(tmp_p
     from training.stages.select import stage_select
 
     parent = RUNS / "ensemble-deep8"
-    cfg = load_config(REPO / "training" / "configs" / "v2" / "deep9.yaml")
+    cfg = load_config(REPO / "training" / "configs" / "published" / "residual" / "ensemble-deep9.yaml")
     chosen = stage_select(Run(cfg, tmp_path))
     assert chosen == json.loads((parent / "selection.json").read_text())["selected"]
     ours = NeuronSpace.load(tmp_path / cfg.name / "neurons.npz")

@@ -97,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         from training.report import TRAINING_END, TRAINING_START, replace_section, training_section
 
         manifest = json.loads((REPO / "models/manifest.json").read_text())
-        published = [m["provenance"]["run"] for m in manifest["models"].values() if "run" in m.get("provenance", {})]
+        # A served variant (e.g. flip-averaged) names its base's run: one row per run.
+        runs_of = [m["provenance"]["run"] for m in manifest["models"].values() if "run" in m.get("provenance", {})]
+        published = list(dict.fromkeys(runs_of))
         section = training_section(runs, published)
         if not replace_section(REPO / "README.md", TRAINING_START, TRAINING_END, section):
             logging.error("README.md has no %s ... %s markers", TRAINING_START, TRAINING_END)

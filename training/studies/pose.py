@@ -126,11 +126,13 @@ def markdown(table: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.studies.pose", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", action="append", default=None, help="student(s) of models/manifest.json")
+    parser.add_argument(
+        "--model", action="append", default=None, help="student(s) of models/manifest.json (default: its default)"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "pose")
     args = parser.parse_args(argv)
     logging.basicConfig(level="INFO")
-    table = pose_table(args.model or ["mobileid-ensemble-int8"])
+    table = pose_table(args.model or [json.loads((MODELS / "manifest.json").read_text())["default_model"]])
     write_table(args.out, "pose", table, markdown(table))
     print(markdown(table))
     return 0

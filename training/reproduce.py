@@ -122,7 +122,8 @@ def rebuild(
             ),
         )
         log.info("round %d/%d: %s (%s)", k, len(chain), cfg.name, path)
-        run = Run(cfg, last_root or root if k == len(chain) else root, carry=carry / cfg.name if carry else None)
+        where = (last_root or root) if k == len(chain) else root
+        run = Run(cfg, where, carry=carry / cfg.name if carry else None)
         for stage in round_stages(last=k == len(chain), carried=carried.get(cfg.name, False), publish=publish):
             log.info("  stage %s", stage)
             run_stage(stage, run)

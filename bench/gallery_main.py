@@ -5,22 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import shlex
 import sys
 import time
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 from bench import gallery_bench, gallery_report
 from bench.machine import describe
-from training.paths import CACHE, DATA, REPO
+from training.paths import CACHE, DATA, MORE, REPO
 from training.report import replace_section
 
 log = logging.getLogger("bench")
-MORE = Path(os.environ.get("MOBILEID_MORE", REPO.parent / "cache" / "more"))
-"""Where ``shared/data/more/extract.sh`` laid out the extra images (CelebA test split, FairFace, CelebA-HQ)."""
+# MORE: where the data stage laid out the extra images (CelebA test split, FairFace, CelebA-HQ), the same
+# folder training reads (``MOBILEID_MORE``, default ``MOBILEID_CACHE/more``).
 
 
 def main(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:

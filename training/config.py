@@ -146,8 +146,7 @@ def training_inputs(cfg: RunConfig) -> dict[str, Any]:
         path = (*parents, leaf)
         if leaf in tree and (path in NOT_TRAINING_INPUTS or tree[leaf] == _ADDED_LATER[path]):
             del tree[leaf]
-    if settings["train"].get("init_from"):
-        settings["train"]["init_from"] = parent_run(cfg)
+    settings["train"]["init_from"] = parent_run(cfg)
     return settings
 
 

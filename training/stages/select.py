@@ -63,11 +63,12 @@ def inherit_selection(run: Run) -> list[int]:
     if not parent:
         raise ValueError("selection.method: inherit needs train.init_from (the run whose neurons are regressed)")
     source = REPO / parent
-    for name in ("neurons.npz", "selection.json", "selection.png"):
-        if (source / name).exists():
-            shutil.copyfile(source / name, run.dir / name)
-        elif name != "selection.png":
+    for name in ("neurons.npz", "selection.json"):
+        if not (source / name).exists():
             raise FileNotFoundError(f"selection.method: inherit: {source / name} not found (run {parent} first)")
+        shutil.copyfile(source / name, run.dir / name)
+    if (source / "selection.png").exists():  # the figure, when the parent drew one
+        shutil.copyfile(source / "selection.png", run.dir / "selection.png")
     chosen = selected(run)
     log.info("inherited %d neurons from %s", len(chosen), parent)
     return chosen

@@ -128,6 +128,8 @@ _ADDED_LATER: dict[tuple[str, ...], Any] = {
     ("student", "reparam"): False,
     ("student", "tail_blocks"): 0,
     ("student", "tail_width"): 32,
+    ("student", "inverted_stages"): 0,
+    ("student", "expansion"): 2,
     ("export", "calibration"): "minmax",
     ("export", "float_tail"): False,
     ("data", "curated"): False,

@@ -18,6 +18,13 @@ width 32 costs 17 k.
 The head replaces the big flattened FC by a global depthwise conv (GDC, as in MobileFaceNet) so that
 parameters stay under the compression budget while keeping spatial weighting.
 
+``inverted_stages`` builds the last stages (each one's transition and residual blocks) from MobileNetV2's
+inverted residual blocks (:class:`InvertedResidual`: 1x1 expand, depthwise 3x3, linear 1x1 project), as
+MobileFaceNet does. A full 3x3 conv costs 9 x channels parameters per output channel, a depthwise one 9: at the
+narrow 8x8 and 4x4 stages, where a full conv's parameters are dearest (147 k for one at 128 channels), the same
+budget buys far more width. Each inverted block is two or three graph nodes, and at these sizes a node's fixed
+cost rivals its arithmetic, so the early, cheap stages keep full convs. Plain students only (no ``reparam``).
+
 ``reparam`` trains every 3x3 conv as a structural re-parameterisation (RepVGG, Ding et al. 2021): a 3x3 conv,
 a 1x1 conv and, where shapes allow, an identity, each with its own BN, summed (:class:`RepConv`). All three are
 linear until the ReLU, so :meth:`Student.fused` folds them into the single 3x3 conv of the plain net: what is
@@ -50,6 +57,8 @@ class StudentConfig:
     reparam: bool = False  # train multi-branch convs (RepConv), served fused as the plain net (Student.fused)
     tail_blocks: int = 0  # bottleneck residual blocks after the last stage (Bottleneck), never re-parameterised
     tail_width: int = 32  # their inner width
+    inverted_stages: int = 0  # the last stages built from InvertedResidual blocks instead of full 3x3 convs
+    expansion: int = 2  # an inverted block's inner width, as a multiple of its input's (1: no expanding conv)
 
 
 def _conv(cin: int, cout: int, stride: int = 1, reparam: bool = False) -> list[nn.Module]:
@@ -134,6 +143,31 @@ class Bottleneck(nn.Module):
         return x + residual
 
 
+class InvertedResidual(nn.Module):
+    """MobileNetV2's block: ``relu(bn(conv1x1))`` to ``cin * expansion`` channels, ``relu(bn(depthwise 3x3))``
+    (stride 1 or 2), ``bn(conv1x1)`` to ``cout``, no ReLU after it; plus ``x`` where shapes allow."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1, expansion: int = 2) -> None:
+        super().__init__()
+        width = cin * expansion
+        self.skip = stride == 1 and cin == cout
+        expand: list[nn.Module] = []
+        if expansion > 1:
+            expand = [nn.Conv2d(cin, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+        self.body = nn.Sequential(
+            *expand,
+            nn.Conv2d(width, width, 3, stride, 1, groups=width, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, cout, 1, bias=False),
+            nn.BatchNorm2d(cout),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.body(x)
+        return x + out if self.skip else out
+
+
 class Student(nn.Module):
     """``(N, 3, S, S)`` RGB 0-255 -> ``(N, out_dim)`` regressed teacher neurons (normalisation is in the graph)."""
 
@@ -143,24 +177,16 @@ class Student(nn.Module):
     def __init__(self, cfg: StudentConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        rep = cfg.reparam
-        layers: list[nn.Module] = _conv(3, cfg.channels[0], cfg.stem_stride, rep)
-        layers += [Residual(cfg.channels[0], rep) for _ in range(cfg.stem_blocks)]
-        size = cfg.input_size // cfg.stem_stride
-        if cfg.downsample not in ("pool", "stride"):
-            raise ValueError(f"student.downsample must be 'pool' or 'stride', not {cfg.downsample!r}")
         stages = len(cfg.channels) - 1
         blocks = cfg.blocks or [0] * stages
         if len(blocks) != stages:
             raise ValueError(f"student.blocks needs one count per stage ({stages}), got {blocks}")
-        for cin, cout, extra in zip(cfg.channels[:-1], cfg.channels[1:], blocks, strict=True):
-            if cfg.downsample == "stride":
-                layers += _conv(cin, cout, 2, rep)
-            else:
-                layers += [*_conv(cin, cout, reparam=rep), nn.MaxPool2d(2)]
-            layers += [Residual(cout, rep) for _ in range(extra)]
-            size //= 2
-        self.features = nn.Sequential(*layers)
+        if not 0 <= cfg.inverted_stages <= stages or cfg.expansion < 1:
+            raise ValueError(f"student.inverted_stages must be 0-{stages} and expansion >= 1: {cfg}")
+        if cfg.inverted_stages and (cfg.reparam or cfg.downsample != "stride"):
+            raise ValueError("student.inverted_stages needs downsample 'stride' and no reparam")
+        size = cfg.input_size // cfg.stem_stride // 2**stages
+        self.features = nn.Sequential(*self._trunk(cfg, blocks))
         last = cfg.channels[-1]
         # Outside ``features``: Student.fused and warm_start walk the re-parameterisable trunk only.
         self.tail = nn.Sequential(*(Bottleneck(last, cfg.tail_width) for _ in range(cfg.tail_blocks)))
@@ -180,6 +206,26 @@ class Student(nn.Module):
         self.head = nn.Sequential(*hidden, nn.Linear(cfg.hidden or last, cfg.out_dim))
         self.register_buffer("mean", torch.tensor([127.5, 127.5, 127.5]).view(1, 3, 1, 1))
         self.register_buffer("scale", torch.tensor(1 / 128.0))
+
+    @staticmethod
+    def _trunk(cfg: StudentConfig, blocks: list[int]) -> list[nn.Module]:
+        rep = cfg.reparam
+        if cfg.downsample not in ("pool", "stride"):
+            raise ValueError(f"student.downsample must be 'pool' or 'stride', not {cfg.downsample!r}")
+        layers: list[nn.Module] = _conv(3, cfg.channels[0], cfg.stem_stride, rep)
+        layers += [Residual(cfg.channels[0], rep) for _ in range(cfg.stem_blocks)]
+        first_inverted = len(blocks) - cfg.inverted_stages
+        for stage, (cin, cout, extra) in enumerate(zip(cfg.channels[:-1], cfg.channels[1:], blocks, strict=True)):
+            if stage >= first_inverted:
+                layers.append(InvertedResidual(cin, cout, 2, cfg.expansion))
+                layers += [InvertedResidual(cout, cout, 1, cfg.expansion) for _ in range(extra)]
+                continue
+            if cfg.downsample == "stride":
+                layers += _conv(cin, cout, 2, rep)
+            else:
+                layers += [*_conv(cin, cout, reparam=rep), nn.MaxPool2d(2)]
+            layers += [Residual(cout, rep) for _ in range(extra)]
+        return layers
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - self.mean) * self.scale
@@ -232,8 +278,8 @@ def warm_start(model: Student, source: Student) -> list[str]:
     block's ReLU sees only zeros, passes no gradient, and the block never trains.
     A narrower head (``hidden``) keeps the source's strongest hidden units (:func:`prune_head`): the parameters
     it frees can pay for more convolutions."""
-    if model.cfg.reparam or source.cfg.reparam:
-        raise ValueError("student warm start works on plain students only (student.reparam: false)")
+    if model.cfg.reparam or source.cfg.reparam or model.cfg.inverted_stages or source.cfg.inverted_stages:
+        raise ValueError("student warm start works on plain students only (no reparam, no inverted_stages)")
     shared = ("input_size", "channels", "stem_stride", "downsample", "out_dim")
     differ = [name for name in shared if getattr(source.cfg, name) != getattr(model.cfg, name)]
     if model.cfg.hidden > source.cfg.hidden or not model.cfg.hidden or not source.cfg.hidden:

@@ -27,6 +27,8 @@ RUNS = REPO / "runs"
         ("student.stem_blocks", "0", "1"),
         ("student.tail_blocks", "0", "2"),
         ("student.tail_width", "32", "48"),
+        ("student.inverted_stages", "0", "1"),
+        ("student.expansion", "2", "1"),
     ],
 )
 def test_a_later_setting_changes_the_hash_only_away_from_its_default(key: str, default: str, value: str) -> None:

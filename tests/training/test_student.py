@@ -9,7 +9,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.student import RepConv, Residual, Student, StudentConfig, parameter_count, warm_start
+from training.student import (
+    InvertedResidual,
+    RepConv,
+    Residual,
+    Student,
+    StudentConfig,
+    parameter_count,
+    warm_start,
+)
 
 
 def test_pool_and_stride_layouts_agree_on_shapes() -> None:
@@ -208,3 +216,38 @@ def test_a_head_without_hidden_layer_maps_the_gdc_output_straight_to_the_outputs
     assert flat.eval()(torch.rand(2, 3, 64, 64) * 255).shape == (2, 192)
     with pytest.raises(ValueError, match="hidden"):
         warm_start(flat, hidden.eval())
+
+
+def test_inverted_stages_build_the_last_stages_from_depthwise_blocks_at_their_parameter_cost() -> None:
+    base = StudentConfig(64, [24, 32, 64, 192], downsample="stride", blocks=[3, 2, 2], stem_blocks=1, hidden=0)
+    sep = Student(dataclasses.replace(base, inverted_stages=1, expansion=1, out_dim=192)).eval()
+    blocks = [m for m in sep.features if isinstance(m, InvertedResidual)]
+    assert [b.skip for b in blocks] == [False, True, True]  # the stride-2 transition, then two residual blocks
+    # expansion 1: depthwise 3x3 and 1x1, each with a BN; no expanding conv
+    transition = 64 * 9 + 2 * 64 + 64 * 192 + 2 * 192
+    residual = 192 * 9 + 2 * 192 + 192 * 192 + 2 * 192
+    assert sum(parameter_count(b) for b in blocks) == transition + 2 * residual
+    assert [m.groups for b in blocks for m in b.modules() if isinstance(m, nn.Conv2d)] == [64, 1, 192, 1, 192, 1]
+    x = torch.rand(2, 3, 64, 64) * 255
+    assert sep(x).shape == (2, 192) and sep.gdc[0].kernel_size == (4, 4)
+    assert 15.24e6 / parameter_count(sep) >= 51.6
+    expanded = InvertedResidual(16, 16, 1, expansion=2).eval()
+    assert [m.out_channels for m in expanded.modules() if isinstance(m, nn.Conv2d)] == [32, 32, 16]
+    y = torch.randn(2, 16, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(expanded(y), y + expanded.body(y))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"inverted_stages": 4}, {"inverted_stages": 1, "expansion": 0}, {"inverted_stages": 1, "reparam": True}],
+)
+def test_bad_inverted_stages_are_refused(kwargs: dict) -> None:
+    with pytest.raises(ValueError, match="student"):
+        Student(StudentConfig(64, [16, 32, 64, 128], downsample="stride", **kwargs))
+
+
+def test_warm_start_refuses_a_student_with_inverted_stages() -> None:
+    cfg = StudentConfig(64, [16, 32, 64, 128], downsample="stride", out_dim=192)
+    with pytest.raises(ValueError, match="plain students only"):
+        warm_start(Student(dataclasses.replace(cfg, inverted_stages=1)), Student(cfg))

@@ -51,6 +51,11 @@ class TrainConfig:
     # the target. The best the student can then do is the mean of the teacher on a face and on its mirror: the
     # flip-averaged teacher target, learned in one pass, at no cost per face when serving.
     mirror: float = 0.0
+    # Sampling weight of the training images whose face is turned by ``turned_yaw`` degrees or more (estimated from
+    # the five landmarks: training.data.landmarks.estimated_yaw), against 1 for the others. Away from 1, an epoch
+    # draws its samples with replacement in proportion to the weights (as many as without them).
+    turned_weight: float = 1.0
+    turned_yaw: float = 30.0
     seed: int = 0
     # Warm start: a run folder (e.g. "runs/ensemble-deep") whose trained student, same widths and neurons,
     # initialises this one instead of random weights. Used once, before the first epoch.
@@ -130,10 +135,13 @@ _ADDED_LATER: dict[tuple[str, ...], Any] = {
     ("student", "tail_width"): 32,
     ("student", "inverted_stages"): 0,
     ("student", "expansion"): 2,
+    ("student", "groups"): [],
     ("export", "calibration"): "minmax",
     ("export", "float_tail"): False,
     ("data", "curated"): False,
     ("train", "views_per_epoch"): None,
+    ("train", "turned_weight"): 1.0,
+    ("train", "turned_yaw"): 30.0,
 }
 
 

@@ -32,16 +32,20 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainData:
-    """Samples for training: ``crops`` (M, S, S, 3) uint8 and ``targets`` (M, K) float32; an epoch shows each once."""
+    """Samples for training: ``crops`` (M, S, S, 3) uint8 and ``targets`` (M, K) float32; an epoch shows each once,
+    or, with ``weights`` (M,), draws M samples with replacement in proportion to them."""
 
     crops: NDArray[np.uint8]
     targets: NDArray[np.float32]
+    weights: NDArray[np.float64] | None = None
 
     def __len__(self) -> int:
         return len(self.crops)
 
     def epoch(self, rng: np.random.Generator) -> NDArray[np.int64]:
-        return rng.permutation(len(self.crops))
+        if self.weights is None:
+            return rng.permutation(len(self.crops))
+        return rng.choice(len(self.crops), len(self.crops), p=self.weights / self.weights.sum())
 
     def batch(self, idx: NDArray[np.int64]) -> tuple[NDArray[np.uint8], NDArray[np.float32]]:
         return self.crops[idx], self.targets[idx]

@@ -29,6 +29,8 @@ RUNS = REPO / "runs"
         ("student.tail_width", "32", "48"),
         ("student.inverted_stages", "0", "1"),
         ("student.expansion", "2", "1"),
+        ("train.turned_weight", "1.0", "3.0"),
+        ("train.turned_yaw", "30.0", "20.0"),
     ],
 )
 def test_a_later_setting_changes_the_hash_only_away_from_its_default(key: str, default: str, value: str) -> None:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from training.data.landmarks import estimated_yaw
 from training.studies import write_table
 from training.studies.compare import markdown
 from training.studies.curve import curve, fit_power_law, predict, render
-from training.studies.pose import estimated_yaw
 from training.studies.resolution import reduced
 
 
@@ -95,3 +95,4 @@ def test_learning_curve_reads_images_per_run_and_sorts_the_points(tmp_path: Path
     assert result["largest_images"] == 400
     assert result["fits"]["holdout_error"]["floor"] < 0.1  # still falling at the largest point: the floor is below it
     assert "| big | 400 |" in render(result)
+

@@ -135,3 +135,13 @@ def test_a_carried_checkpoint_without_optimizer_state_cannot_resume_an_unfinishe
     more.mkdir()
     with pytest.raises(ValueError, match="no optimizer state"):
         train_student(TrainConfig(**{**vars(cfg), "epochs": 2}), student, data, more, lambda model: {}, carry=carry)
+
+
+def test_weighted_training_data_draws_an_epoch_of_samples_in_proportion_to_the_weights() -> None:
+    crops, targets = np.zeros((400, 8, 8, 3), np.uint8), np.zeros((400, 2), np.float32)
+    assert sorted(TrainData(crops, targets).epoch(np.random.default_rng(0))) == list(range(400))  # each once
+    weights = np.where(np.arange(400) < 100, 3.0, 1.0)  # a quarter of the samples, 3x as likely: half the draws
+    weighted = TrainData(crops, targets, weights)
+    epochs = [weighted.epoch(np.random.default_rng(seed)) for seed in range(50)]
+    assert {len(e) for e in epochs} == {400}  # epochs keep their length
+    assert abs(np.mean(np.concatenate(epochs) < 100) - 0.5) < 0.015  # 4 standard deviations of 20,000 draws

@@ -21,6 +21,23 @@ from training.paths import CACHE, MODELS
 
 log = logging.getLogger(__name__)
 
+NOSE_DEPTH = 0.6
+
+
+def estimated_yaw(points: NDArray[np.floating]) -> NDArray[np.float64]:
+    """``(N,)`` absolute yaw in degrees from ``(N, 5, 2)`` landmarks (left eye, right eye, nose, mouth x2).
+
+    With the nose tip ``NOSE_DEPTH`` eye distances in front of the eye line, a head turned by ``yaw`` moves the nose
+    off the eyes' midpoint by ``NOSE_DEPTH * tan(yaw)`` eye distances (the eye distance itself shrinks by
+    ``cos(yaw)``, which cancels). Coarse, but monotonic in the true yaw and free."""
+    p = np.asarray(points, np.float64)
+    eyes = p[:, 1] - p[:, 0]
+    distance = np.maximum(np.linalg.norm(eyes, axis=1), 1e-6)
+    # the nose's offset from the eyes' midpoint, along the eye line, in eye distances
+    offset = np.sum((p[:, 2] - (p[:, 0] + p[:, 1]) / 2) * eyes, axis=1) / distance**2
+    yaw: NDArray[np.float64] = np.degrees(np.arctan(np.abs(offset) / NOSE_DEPTH))
+    return yaw
+
 
 @dataclass(frozen=True)
 class Landmarks:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from training.config import load_config
+from training.data.landmarks import estimated_yaw
 from training.evaluate import cosine_scores, row_cosine, ten_fold
 from training.neurons import NeuronSpace
 from training.paths import REPO, checkpoint_path
@@ -42,11 +43,18 @@ def stage_train(run: Run) -> Student:
         raw = {t: np.asarray(cache.load(t, view))[rows] for t in run.cfg.teachers}
         targets.append(space.transform(raw)[:, chosen])
     data: TrainData | SampledViews
+    weights = turned_weights(run, rows)
     if sampled:
+        if weights is not None:
+            raise ValueError("train.turned_weight needs train.views_per_epoch: null (every view in memory)")
         data = SampledViews(crops, targets, np.asarray(rows, np.int64), min(sampled, len(crops)))
     else:
-        data = TrainData(np.concatenate(crops), np.concatenate(targets))
-    size = {"images": len(rows), "views": len(run.cfg.data.views), "samples": len(data)}
+        tiled = None if weights is None else np.tile(weights, len(crops))
+        data = TrainData(np.concatenate(crops), np.concatenate(targets), tiled)
+    size: dict[str, int | float] = {"images": len(rows), "views": len(run.cfg.data.views), "samples": len(data)}
+    if weights is not None:
+        size["turned_images"] = int((weights != 1).sum())
+        size["turned_share_of_draws"] = round(float(weights[weights != 1].sum() / weights.sum()), 4)
     (run.dir / "train_data.json").write_text(json.dumps(size))
     log.info(
         "training on %d samples per epoch (%d images, %d views), %d targets",
@@ -83,6 +91,25 @@ def stage_train(run: Run) -> Student:
     return train_student(
         run.cfg.train, run.cfg.student, data, run.dir, validate, init=init, config_hash=run.cfg.hash(), carry=carry
     )
+
+
+def turned_weights(run: Run, rows: np.ndarray) -> np.ndarray | None:
+    """Per training image, ``train.turned_weight`` where its face is turned by ``train.turned_yaw`` degrees or
+    more and 1 elsewhere; None when the weight is 1 (every image once per epoch)."""
+    weight, yaw = run.cfg.train.turned_weight, run.cfg.train.turned_yaw
+    if weight == 1:
+        return None
+    if weight <= 0:
+        raise ValueError(f"train.turned_weight must be > 0, not {weight}")
+    turned = estimated_yaw(np.nan_to_num(run.cache().landmarks.points[rows])) >= yaw
+    log.info(
+        "%d of %d training images turned by %g degrees or more, drawn %gx as often",
+        turned.sum(),
+        len(rows),
+        yaw,
+        weight,
+    )
+    return np.where(turned, weight, 1.0)
 
 
 def _init_student(run: Run, chosen: list[int], init_from: str) -> Student:

@@ -30,6 +30,7 @@ from numpy.typing import NDArray
 from training.config import load_config
 from training.data.curate import set_cache, set_landmarks
 from training.data.feature_cache import ViewCache, arcface_crop, onnx_runner
+from training.data.landmarks import estimated_yaw
 from training.evaluate import Pairs, cosine_scores, fold_correct, row_cosine, tar_at_far, ten_fold
 from training.neurons import NeuronSpace
 from training.paths import MODELS
@@ -37,7 +38,7 @@ from training.stages.run import Run, holdout, pool_split
 from training.stages.train import load_trained
 from training.student import Student
 from training.studies import write_table
-from training.studies.pose import estimated_yaw, protocol_pairs
+from training.studies.pose import protocol_pairs
 from training.trainer import predict
 
 log = logging.getLogger(__name__)

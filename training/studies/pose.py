@@ -7,9 +7,8 @@ pairs by the larger estimated yaw of their two faces. Every model sees the plain
 per-set cache (the training crop path; a flip-averaged student adds its mirror image's output, as served). The
 CelebA test split is evaluation data: nothing here trains or tunes.
 
-Yaw comes from the five landmarks: with the nose tip ``NOSE_DEPTH`` eye-distances in front of the eye line, a head
-turned by ``yaw`` moves the nose off the eyes' midpoint by ``NOSE_DEPTH * tan(yaw)`` eye distances (the eye
-distance itself shrinks by ``cos(yaw)``, which cancels). Coarse, but monotonic in the true yaw and free.
+Yaw comes from the five landmarks (``training.data.landmarks.estimated_yaw``): coarse, but monotonic in the true yaw
+and free.
 """
 
 from __future__ import annotations
@@ -21,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
 from training.data.curate import set_cache, set_landmarks
 from training.data.feature_cache import onnx_runner
+from training.data.landmarks import estimated_yaw
 from training.data.sets import POOL_SETS
 from training.evaluate import Pairs, cosine_scores, fold_correct, roc_auc
 from training.neurons import NeuronSpace
@@ -33,19 +32,7 @@ from training.studies import write_table
 
 log = logging.getLogger(__name__)
 
-NOSE_DEPTH = 0.6
 BINS = (0.0, 15.0, 30.0, 45.0, 90.0)
-
-
-def estimated_yaw(points: NDArray[np.floating]) -> NDArray[np.float64]:
-    """``(N,)`` absolute yaw in degrees from ``(N, 5, 2)`` landmarks (left eye, right eye, nose, mouth x2)."""
-    p = np.asarray(points, np.float64)
-    eyes = p[:, 1] - p[:, 0]
-    distance = np.maximum(np.linalg.norm(eyes, axis=1), 1e-6)
-    # the nose's offset from the eyes' midpoint, along the eye line, in eye distances
-    offset = np.sum((p[:, 2] - (p[:, 0] + p[:, 1]) / 2) * eyes, axis=1) / distance**2
-    yaw: NDArray[np.float64] = np.degrees(np.arctan(np.abs(offset) / NOSE_DEPTH))
-    return yaw
 
 
 def protocol_pairs(files: list[str]) -> Pairs:

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from training.data.landmarks import estimated_yaw
+from training.operating_points import all_pair_scores
 from training.studies import write_table
-from training.studies.compare import markdown
+from training.studies.compare import genuine_flags, markdown
 from training.studies.curve import curve, fit_power_law, predict, render
 from training.studies.resolution import reduced
 
@@ -96,3 +97,14 @@ def test_learning_curve_reads_images_per_run_and_sorts_the_points(tmp_path: Path
     assert result["fits"]["holdout_error"]["floor"] < 0.1  # still falling at the largest point: the floor is below it
     assert "| big | 400 |" in render(result)
 
+
+def test_genuine_pair_flags_follow_the_order_of_all_pair_scores() -> None:
+    identities = np.array([7, 3, 7, 3, 7, 5])
+    flagged = np.array([False, False, False, True, True, False])
+    # 1-D "embeddings" whose products name the pair: image k is 2**k, so pair (i, j) scores 2**(i + j)
+    embeddings = (2.0 ** np.arange(6, dtype=np.float32))[:, None]
+    genuine = all_pair_scores(embeddings, identities).genuine
+    pairs = [(i, j) for i in range(6) for j in range(i + 1, 6) if identities[i] == identities[j]]
+    assert genuine.tolist() == [2.0 ** (i + j) for i, j in pairs]  # (0,2), (0,4), (1,3), (2,4)
+    assert genuine_flags(identities, flagged).tolist() == [flagged[i] or flagged[j] for i, j in pairs]
+    assert genuine_flags(identities, flagged).tolist() == [False, True, True, True]

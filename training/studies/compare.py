@@ -262,10 +262,10 @@ def markdown(table: dict[str, Any]) -> str:
         " 0-4 (the selection folds; 5-9 and LFW are kept for reported figures), each fold's threshold picked on the"
         " other four; the float student of each run's last checkpoint, fused as served, one pass (and a run's exported"
         f" ONNX where it has one). Turned pairs: the {table['turned_pairs']} of them whose more turned face has an"
-        f" estimated yaw of {TURNED:.0f} degrees or more (training/data/landmarks.py), at the same thresholds. Held-out:"
-        " the pool's held-out identities (3,000 pairs), the run's last epoch; a published model is scored on the"
-        f" first run's held-out pairs. Training-images cosine: {FIT_IMAGES} seeded training images of the run, plain"
-        " view, no augmentation (close to the held-out cosine: the student underfits its target).\n\n"
+        f" estimated yaw of {TURNED:.0f} degrees or more (training/data/landmarks.py), at the same thresholds."
+        " Held-out: the pool's held-out identities (3,000 pairs), the run's last epoch; a published model is scored on"
+        f" the first run's held-out pairs. Training-images cosine: {FIT_IMAGES} seeded training images of the run,"
+        " plain view, no augmentation (close to the held-out cosine: the student underfits its target).\n\n"
         + "\n".join(rows)
         + all_pairs
         + "\n"

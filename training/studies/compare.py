@@ -164,6 +164,7 @@ def compare(run_dirs: list[Path], models: tuple[str, ...] | list[str] = ()) -> d
             "celeba_test_selection_folds": _scores(student, pairs, turned),
             "celeba_test_selection_folds_all_pairs": every_pair.scores(student),
             "selected_teacher_neurons": _scores(teacher, pairs, turned),
+            "selected_teacher_neurons_all_pairs": every_pair.scores(teacher),
             "holdout_1pass": {key: last[f"holdout_1pass_{key}"] for key in ("cos_to_teacher", "accuracy", "auc")},
             "train_cos_to_teacher": training_fit(run_dir, model, chosen, space),
         }
@@ -248,6 +249,12 @@ def markdown(table: dict[str, Any]) -> str:
         counts = f"{a['genuine']:,} genuine ({a['turned_genuine']:,} turned) and {a['impostor']:,} impostor pairs"
         tars = [f"{100 * a[f'{kind}tar_at_far_{far:.0e}']:.2f} %" for kind in ("", "turned_") for far in FARS]
         every.append(f"| {name} | {' | '.join(tars)} |")
+    ceilings: dict[str, str] = {}  # the ceilings after the students: one row per target (twins often share one)
+    for name, r in table["runs"].items():
+        if (t := r.get("selected_teacher_neurons_all_pairs")) is not None:
+            tars = [f"{100 * t[f'{kind}tar_at_far_{far:.0e}']:.2f} %" for kind in ("", "turned_") for far in FARS]
+            ceilings.setdefault(" | ".join(tars), name)
+    every += [f"| the teacher neurons {name} regresses | {tars} |" for tars, name in ceilings.items()]
     all_pairs = (
         "\n\nEvery pair of the photos of the identities of folds 0-4 with a face"
         f" ({table.get('all_pairs_photos', 0):,} photos: {counts}); each threshold is the one of that FAR over all"

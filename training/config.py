@@ -56,6 +56,14 @@ class TrainConfig:
     # draws its samples with replacement in proportion to the weights (as many as without them).
     turned_weight: float = 1.0
     turned_yaw: float = 30.0
+    # Alignment jitter with the target kept (training.trainer.jitter): this share of the student's inputs is moved
+    # by up to ``jitter_shift`` pixels along x and y, scaled by up to ``jitter_scale`` and turned by up to
+    # ``jitter_rotate`` degrees, while the target stays the teachers' answer on the aligned crop. The served crop
+    # moves as much with the detector's landmark noise; the student learns to answer the same. 0: off.
+    jitter: float = 0.0
+    jitter_shift: float = 1.5
+    jitter_scale: float = 0.04
+    jitter_rotate: float = 4.0
     seed: int = 0
     # Warm start: a run folder (e.g. "runs/ensemble-deep") whose trained student, same widths and neurons,
     # initialises this one instead of random weights. Used once, before the first epoch.
@@ -142,6 +150,10 @@ _ADDED_LATER: dict[tuple[str, ...], Any] = {
     ("train", "views_per_epoch"): None,
     ("train", "turned_weight"): 1.0,
     ("train", "turned_yaw"): 30.0,
+    ("train", "jitter"): 0.0,
+    ("train", "jitter_shift"): 1.5,
+    ("train", "jitter_scale"): 0.04,
+    ("train", "jitter_rotate"): 4.0,
 }
 
 

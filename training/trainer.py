@@ -109,6 +109,29 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return x.clamp(0, 255)
 
 
+def jitter(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """Move a ``cfg.jitter`` share of an ``(N, 3, S, S)`` batch by a random similarity transform about the crop's
+    centre: shift uniform in +-``jitter_shift`` px per axis, scale in 1 +- ``jitter_scale``, rotation in
+    +-``jitter_rotate`` degrees (bilinear, edges repeated). Targets are untouched."""
+    moved = torch.rand(x.shape[0], generator=gen) < cfg.jitter
+    n, size = int(moved.sum()), x.shape[-1]
+    if not n:
+        return x
+
+    def u(bound: float) -> torch.Tensor:
+        return (torch.rand(n, generator=gen) * 2 - 1) * bound
+
+    angle, scale = torch.deg2rad(u(cfg.jitter_rotate)), 1 + u(cfg.jitter_scale)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    # affine_grid maps output to input coordinates in [-1, 1]: a shift of d px is 2 d / S there
+    shift = u(cfg.jitter_shift) * 2 / size, u(cfg.jitter_shift) * 2 / size
+    theta = torch.stack([torch.stack([cos, -sin, shift[0]], 1), torch.stack([sin, cos, shift[1]], 1)], 1)
+    grid = F.affine_grid(theta, [n, x.shape[1], size, size], align_corners=False)
+    x = x.clone()
+    x[moved] = F.grid_sample(x[moved], grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return x
+
+
 def mirror(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
     """Mirror each image of an ``(N, 3, S, S)`` batch left-right with probability ``p`` (targets untouched)."""
     flip = torch.rand(x.shape[0], generator=gen) < p
@@ -234,6 +257,8 @@ def train_student(
             x = _to_tensor(crops)
             if cfg.augment:
                 x = augment(x, gen)
+            if cfg.jitter:
+                x = jitter(x, cfg, gen)
             if cfg.mirror:
                 x = mirror(x, cfg.mirror, gen)
             loss = regression_loss(model(x), torch.from_numpy(targets), cfg)

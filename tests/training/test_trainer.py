@@ -11,7 +11,15 @@ import torch
 from training.config import TrainConfig
 from training.paths import checkpoint_path
 from training.student import StudentConfig
-from training.trainer import TrainData, contrastive_loss, mirror, regression_loss, relational_loss, train_student
+from training.trainer import (
+    TrainData,
+    contrastive_loss,
+    jitter,
+    mirror,
+    regression_loss,
+    relational_loss,
+    train_student,
+)
 
 
 def test_relational_loss_compares_pairwise_cosines_only() -> None:
@@ -145,3 +153,18 @@ def test_weighted_training_data_draws_an_epoch_of_samples_in_proportion_to_the_w
     epochs = [weighted.epoch(np.random.default_rng(seed)) for seed in range(50)]
     assert {len(e) for e in epochs} == {400}  # epochs keep their length
     assert abs(np.mean(np.concatenate(epochs) < 100) - 0.5) < 0.015  # 4 standard deviations of 20,000 draws
+
+
+def test_jitter_moves_the_chosen_share_of_a_batch_and_a_pure_shift_is_a_translation() -> None:
+    x = torch.rand(64, 3, 16, 16) * 255
+    assert torch.equal(jitter(x, TrainConfig(jitter=0.0), torch.Generator().manual_seed(0)), x)
+    out = jitter(x, TrainConfig(jitter=0.5), torch.Generator().manual_seed(0))
+    moved = (out != x).flatten(1).any(1)
+    assert out.shape == x.shape and 16 < int(moved.sum()) < 48  # about half of them; the others untouched
+    # A horizontal ramp (value = column) under a pure shift of d px (|d| <= 1) is the ramp minus d, inside the edges.
+    ramp = torch.arange(16.0).repeat(8, 3, 16, 1)
+    shift = TrainConfig(jitter=1.0, jitter_shift=1.0, jitter_scale=0.0, jitter_rotate=0.0)
+    offset = (jitter(ramp, shift, torch.Generator().manual_seed(1)) - ramp)[..., 2:-2]
+    per_image = offset.flatten(1)
+    torch.testing.assert_close(per_image, per_image[:, :1].expand_as(per_image), atol=1e-4, rtol=0)
+    assert per_image.abs().max() <= 1 + 1e-4 and per_image[:, 0].std() > 0  # shifts differ from image to image

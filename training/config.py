@@ -143,7 +143,6 @@ _ADDED_LATER: dict[tuple[str, ...], Any] = {
     ("student", "tail_width"): 32,
     ("student", "inverted_stages"): 0,
     ("student", "expansion"): 2,
-    ("student", "groups"): [],
     ("export", "calibration"): "minmax",
     ("export", "float_tail"): False,
     ("data", "curated"): False,

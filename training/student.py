@@ -59,14 +59,12 @@ class StudentConfig:
     tail_width: int = 32  # their inner width
     inverted_stages: int = 0  # the last stages built from InvertedResidual blocks instead of full 3x3 convs
     expansion: int = 2  # an inverted block's inner width, as a multiple of its input's (1: no expanding conv)
-    groups: list[int] = field(default_factory=list)  # per stage: its residual convs' groups ([]: all 1)
 
 
-def _conv(cin: int, cout: int, stride: int = 1, reparam: bool = False, groups: int = 1) -> list[nn.Module]:
+def _conv(cin: int, cout: int, stride: int = 1, reparam: bool = False) -> list[nn.Module]:
     if reparam:
         return [RepConv(cin, cout, stride), nn.ReLU(inplace=True)]
-    conv = nn.Conv2d(cin, cout, 3, stride, 1, groups=groups, bias=False)
-    return [conv, nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+    return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
 def _fold(conv: nn.Conv2d | None, bn: nn.BatchNorm2d, cin: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,9 +112,9 @@ class RepConv(nn.Module):
 class Residual(nn.Module):
     """``x + relu(bn(conv3x3(x)))``: an extra layer that starts close to the identity."""
 
-    def __init__(self, channels: int, reparam: bool = False, groups: int = 1) -> None:
+    def __init__(self, channels: int, reparam: bool = False) -> None:
         super().__init__()
-        self.body = nn.Sequential(*_conv(channels, channels, reparam=reparam, groups=groups))
+        self.body = nn.Sequential(*_conv(channels, channels, reparam=reparam))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         residual: torch.Tensor = self.body(x)
@@ -187,13 +185,8 @@ class Student(nn.Module):
             raise ValueError(f"student.inverted_stages must be 0-{stages} and expansion >= 1: {cfg}")
         if cfg.inverted_stages and (cfg.reparam or cfg.downsample != "stride"):
             raise ValueError("student.inverted_stages needs downsample 'stride' and no reparam")
-        groups = cfg.groups or [1] * stages
-        if len(groups) != stages or any(g < 1 or c % g for g, c in zip(groups, cfg.channels[1:], strict=True)):
-            raise ValueError(f"student.groups needs one divisor of each stage's width ({stages} stages): {groups}")
-        if cfg.groups and (cfg.reparam or cfg.inverted_stages):
-            raise ValueError("student.groups takes no reparam and no inverted_stages")
         size = cfg.input_size // cfg.stem_stride // 2**stages
-        self.features = nn.Sequential(*self._trunk(cfg, blocks, groups))
+        self.features = nn.Sequential(*self._trunk(cfg, blocks))
         last = cfg.channels[-1]
         # Outside ``features``: Student.fused and warm_start walk the re-parameterisable trunk only.
         self.tail = nn.Sequential(*(Bottleneck(last, cfg.tail_width) for _ in range(cfg.tail_blocks)))
@@ -215,15 +208,14 @@ class Student(nn.Module):
         self.register_buffer("scale", torch.tensor(1 / 128.0))
 
     @staticmethod
-    def _trunk(cfg: StudentConfig, blocks: list[int], groups: list[int]) -> list[nn.Module]:
+    def _trunk(cfg: StudentConfig, blocks: list[int]) -> list[nn.Module]:
         rep = cfg.reparam
         if cfg.downsample not in ("pool", "stride"):
             raise ValueError(f"student.downsample must be 'pool' or 'stride', not {cfg.downsample!r}")
         layers: list[nn.Module] = _conv(3, cfg.channels[0], cfg.stem_stride, rep)
         layers += [Residual(cfg.channels[0], rep) for _ in range(cfg.stem_blocks)]
         first_inverted = len(blocks) - cfg.inverted_stages
-        stages = zip(cfg.channels[:-1], cfg.channels[1:], blocks, groups, strict=True)
-        for stage, (cin, cout, extra, g) in enumerate(stages):
+        for stage, (cin, cout, extra) in enumerate(zip(cfg.channels[:-1], cfg.channels[1:], blocks, strict=True)):
             if stage >= first_inverted:
                 layers.append(InvertedResidual(cin, cout, 2, cfg.expansion))
                 layers += [InvertedResidual(cout, cout, 1, cfg.expansion) for _ in range(extra)]
@@ -232,7 +224,7 @@ class Student(nn.Module):
                 layers += _conv(cin, cout, 2, rep)
             else:
                 layers += [*_conv(cin, cout, reparam=rep), nn.MaxPool2d(2)]
-            layers += [Residual(cout, rep, g) for _ in range(extra)]
+            layers += [Residual(cout, rep) for _ in range(extra)]
         return layers
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -108,3 +108,14 @@ def test_genuine_pair_flags_follow_the_order_of_all_pair_scores() -> None:
     assert genuine.tolist() == [2.0 ** (i + j) for i, j in pairs]  # (0,2), (0,4), (1,3), (2,4)
     assert genuine_flags(identities, flagged).tolist() == [flagged[i] or flagged[j] for i, j in pairs]
     assert genuine_flags(identities, flagged).tolist() == [False, True, True, True]
+
+
+def test_the_sensitivity_study_moves_crops_as_asked() -> None:
+    from training.studies.sensitivity import moved
+
+    crops = np.random.default_rng(0).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    assert np.array_equal(moved(crops, 0.0, 0.0, 1.0, 0.0), crops)  # no move: the very pixels
+    ramp = np.broadcast_to((np.arange(16) * 10).astype(np.uint8)[None, None, :, None], (1, 16, 16, 3))
+    # one pixel along x: every inner column takes its neighbour's value
+    shifted = moved(np.ascontiguousarray(ramp), 1.0, 0.0, 1.0, 0.0).astype(int)
+    assert np.array_equal(shifted[0, :, 1:-1, 0] - ramp[0, :, 1:-1, 0].astype(int), np.full((16, 14), 10))

@@ -2,7 +2,7 @@
 ablation and the learning curve (``ablation``, specs in ``training/configs/studies/``), accuracy by head pose
 (``pose``), twins on held-out data (``compare``), the teachers at reduced input resolution (``resolution``), the
 learning curve's fitted error law from a twins table (``curve``), test-time shifted crops through the service's
-engine (``shifts``)."""
+engine (``shifts``), how far a student's answer moves when its crop moves (``sensitivity``)."""
 
 from __future__ import annotations
 

@@ -61,6 +61,10 @@ class TrainConfig:
     # ``jitter_rotate`` degrees, while the target stays the teachers' answer on the aligned crop. The served crop
     # moves as much with the detector's landmark noise; the student learns to answer the same. 0: off.
     jitter: float = 0.0
+    # Self-distillation from the test-time average: this share of each target is the warm start's (train.init_from)
+    # own answer averaged over the crop and its mirror image, which ranks pairs better than one pass of it does
+    # (the -flip variants); the rest stays the teachers' neurons. 0: the teachers only.
+    self_weight: float = 0.0
     jitter_shift: float = 1.5
     jitter_scale: float = 0.04
     jitter_rotate: float = 4.0
@@ -150,6 +154,7 @@ _ADDED_LATER: dict[tuple[str, ...], Any] = {
     ("train", "turned_weight"): 1.0,
     ("train", "turned_yaw"): 30.0,
     ("train", "jitter"): 0.0,
+    ("train", "self_weight"): 0.0,
     ("train", "jitter_shift"): 1.5,
     ("train", "jitter_scale"): 0.04,
     ("train", "jitter_rotate"): 4.0,

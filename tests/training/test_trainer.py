@@ -168,3 +168,15 @@ def test_jitter_moves_the_chosen_share_of_a_batch_and_a_pure_shift_is_a_translat
     per_image = offset.flatten(1)
     torch.testing.assert_close(per_image, per_image[:, :1].expand_as(per_image), atol=1e-4, rtol=0)
     assert per_image.abs().max() <= 1 + 1e-4 and per_image[:, 0].std() > 0  # shifts differ from image to image
+
+
+def test_self_distillation_needs_a_warm_start_and_a_share_in_0_1(tmp_path: Path) -> None:
+    from training.config import load_config
+    from training.stages.run import Run
+    from training.stages.train import _flip_averaged_parent
+
+    assert _flip_averaged_parent(Run(load_config(None, ["name=plain"]), tmp_path), [0]) is None
+    for overrides in (["train.self_weight=0.5"], ["train.self_weight=1.5", "train.init_from=runs/ensemble-deep9"]):
+        run = Run(load_config(None, ["name=selfish", *overrides]), tmp_path)
+        with pytest.raises(ValueError, match="train.self_weight"):
+            _flip_averaged_parent(run, [0])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -37,11 +38,16 @@ def stage_train(run: Run) -> Student:
         rows = np.sort(rng.choice(rows, max(1, round(fraction * len(rows))), replace=False))
     crops, targets = [], []
     sampled = run.cfg.train.views_per_epoch
+    own = _flip_averaged_parent(run, chosen)
     for view in run.cfg.data.views:
         mapped = cache.load(run.student_crop_name(), view)
         crops.append(mapped if sampled else np.asarray(mapped)[rows])
         raw = {t: np.asarray(cache.load(t, view))[rows] for t in run.cfg.teachers}
-        targets.append(space.transform(raw)[:, chosen])
+        target = space.transform(raw)[:, chosen]
+        if own is not None:
+            weight = run.cfg.train.self_weight
+            target = ((1 - weight) * target + weight * own(np.asarray(mapped)[rows])).astype(np.float32)
+        targets.append(target)
     data: TrainData | SampledViews
     weights = turned_weights(run, rows)
     if sampled:
@@ -91,6 +97,24 @@ def stage_train(run: Run) -> Student:
     return train_student(
         run.cfg.train, run.cfg.student, data, run.dir, validate, init=init, config_hash=run.cfg.hash(), carry=carry
     )
+
+
+def _flip_averaged_parent(run: Run, chosen: list[int]) -> Callable[[np.ndarray], np.ndarray] | None:
+    """With ``train.self_weight``: the warm start's answer on crops, averaged over each crop and its mirror image
+    (what its ``-flip`` variant serves, as a mean so that it stays on the target's scale)."""
+    weight, parent = run.cfg.train.self_weight, run.cfg.train.init_from
+    if not weight:
+        return None
+    if not 0 < weight <= 1 or not parent:
+        raise ValueError(f"train.self_weight must be in (0, 1] and needs train.init_from, not {weight} / {parent}")
+    model = _init_student(run, chosen, parent)
+
+    def flip_averaged(crops: np.ndarray) -> np.ndarray:
+        log.info("the warm start's flip-averaged answer on %d crops (train.self_weight %g)", len(crops), weight)
+        mirrored = np.ascontiguousarray(crops[:, :, ::-1])
+        return np.asarray((predict(model, crops) + predict(model, mirrored)) / 2)
+
+    return flip_averaged
 
 
 def turned_weights(run: Run, rows: np.ndarray) -> np.ndarray | None:

@@ -117,11 +117,15 @@ def student_crops(cache: ViewCache, size: int) -> NDArray[np.uint8]:
 
 
 def _published(name: str, crops: NDArray[np.uint8]) -> NDArray[np.float32]:
-    """Embeddings of a single-component 64 px student of models/manifest.json, as served (its ONNX file)."""
+    """Embeddings of a single-component 64 px student of models/manifest.json, as served (its ONNX file; with
+    ``flip_average``, plus its output on the mirror image)."""
     component, *rest = json.loads((MODELS / "manifest.json").read_text())["models"][name]["components"]
-    if rest or component["input"]["width"] != crops.shape[1]:
-        raise ValueError(f"{name}: only single-component {crops.shape[1]} px students are supported here")
-    return _onnx(MODELS / component["file"], crops)
+    if rest or component["input"]["width"] != crops.shape[1] or component.get("shifts"):
+        raise ValueError(f"{name}: only single-component {crops.shape[1]} px students without shifts are supported")
+    out = _onnx(MODELS / component["file"], crops)
+    if component.get("flip_average"):
+        out = out + _onnx(MODELS / component["file"], np.ascontiguousarray(crops[:, :, ::-1]))
+    return out
 
 
 def _onnx(graph: Path, crops: NDArray[np.uint8]) -> NDArray[np.float32]:

@@ -109,12 +109,25 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return x.clamp(0, 255)
 
 
+def similarity_warp(
+    x: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, scale: torch.Tensor, radians: torch.Tensor
+) -> torch.Tensor:
+    """An ``(N, 3, S, S)`` batch, each image moved about its centre by its own ``(N,)`` shift (``dx``, ``dy`` px),
+    ``scale`` and turn (``radians``): bilinear, edges repeated."""
+    size = x.shape[-1]
+    cos, sin = torch.cos(radians) / scale, torch.sin(radians) / scale
+    # affine_grid maps output to input coordinates in [-1, 1]: a shift of d px is 2 d / S there
+    theta = torch.stack([torch.stack([cos, -sin, dx * 2 / size], 1), torch.stack([sin, cos, dy * 2 / size], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 def jitter(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
     """Move a ``cfg.jitter`` share of an ``(N, 3, S, S)`` batch by a random similarity transform about the crop's
-    centre: shift uniform in +-``jitter_shift`` px per axis, scale in 1 +- ``jitter_scale``, rotation in
-    +-``jitter_rotate`` degrees (bilinear, edges repeated). Targets are untouched."""
+    centre (:func:`similarity_warp`): shift uniform in +-``jitter_shift`` px per axis, scale in 1 +-
+    ``jitter_scale``, rotation in +-``jitter_rotate`` degrees. Targets are untouched."""
     moved = torch.rand(x.shape[0], generator=gen) < cfg.jitter
-    n, size = int(moved.sum()), x.shape[-1]
+    n = int(moved.sum())
     if not n:
         return x
 
@@ -122,13 +135,9 @@ def jitter(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Ten
         return (torch.rand(n, generator=gen) * 2 - 1) * bound
 
     angle, scale = torch.deg2rad(u(cfg.jitter_rotate)), 1 + u(cfg.jitter_scale)
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    # affine_grid maps output to input coordinates in [-1, 1]: a shift of d px is 2 d / S there
-    shift = u(cfg.jitter_shift) * 2 / size, u(cfg.jitter_shift) * 2 / size
-    theta = torch.stack([torch.stack([cos, -sin, shift[0]], 1), torch.stack([sin, cos, shift[1]], 1)], 1)
-    grid = F.affine_grid(theta, [n, x.shape[1], size, size], align_corners=False)
+    dx, dy = u(cfg.jitter_shift), u(cfg.jitter_shift)
     x = x.clone()
-    x[moved] = F.grid_sample(x[moved], grid, mode="bilinear", padding_mode="border", align_corners=False)
+    x[moved] = similarity_warp(x[moved], dx, dy, scale, angle)
     return x
 
 

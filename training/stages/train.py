@@ -41,12 +41,14 @@ def stage_train(run: Run) -> Student:
     own = _flip_averaged_parent(run, chosen)
     for view in run.cfg.data.views:
         mapped = cache.load(run.student_crop_name(), view)
-        crops.append(mapped if sampled else np.asarray(mapped)[rows])
+        view_crops = mapped if sampled else np.asarray(mapped)[rows]
+        crops.append(view_crops)
         raw = {t: np.asarray(cache.load(t, view))[rows] for t in run.cfg.teachers}
         target = space.transform(raw)[:, chosen]
         if own is not None:
             weight = run.cfg.train.self_weight
-            target = ((1 - weight) * target + weight * own(np.asarray(mapped)[rows])).astype(np.float32)
+            own_crops = np.asarray(mapped)[rows] if sampled else view_crops  # the training rows, gathered once
+            target = ((1 - weight) * target + weight * own(own_crops)).astype(np.float32)
         targets.append(target)
     data: TrainData | SampledViews
     weights = turned_weights(run, rows)

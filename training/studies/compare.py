@@ -180,7 +180,7 @@ def compare(run_dirs: list[Path], models: tuple[str, ...] | list[str] = ()) -> d
                 "celeba_test_selection_folds": _scores(student, pairs, turned),
                 "celeba_test_selection_folds_all_pairs": every_pair.scores(student),
             }
-    held_out = _holdout_set(run_dirs[0]) if run_dirs and models else None
+    held_out = holdout_set(run_dirs[0]) if run_dirs and models else None
     for name in models:
         crops = crops_by_size.get(64)
         crops = np.asarray(cache.load("arcface64", 0)) if crops is None else crops
@@ -214,13 +214,20 @@ def training_fit(run_dir: Path, model: Student, chosen: list[int], space: Neuron
     return float(row_cosine(predict(model, crops), target).mean())
 
 
-def _holdout_set(run_dir: Path) -> tuple[NDArray[np.uint8], Pairs]:
+def holdout_set(run_dir: Path) -> tuple[NDArray[np.uint8], Pairs]:
     """A run's held-out pairs (pool identities never trained on) and their plain 64 px crops, with the pairs
     indexing those crops."""
     run = Run(load_config(run_dir / "config.yaml"), run_dir.parent)
     _, pairs = holdout(run)
     images, local = pairs.on_images()
     return np.asarray(run.cache().load("arcface64", 0))[images], local
+
+
+def _tar_cells(figures: dict[str, Any]) -> str:
+    """An :meth:`AllPairs.scores` record as table cells: TAR at each of :data:`FARS`, all then turned pairs."""
+    return " | ".join(
+        f"{100 * figures[f'{kind}tar_at_far_{far:.0e}']:.2f} %" for kind in ("", "turned_") for far in FARS
+    )
 
 
 def markdown(table: dict[str, Any]) -> str:
@@ -251,13 +258,11 @@ def markdown(table: dict[str, Any]) -> str:
         if a is None:  # a table written before the all-pairs figures
             continue
         counts = f"{a['genuine']:,} genuine ({a['turned_genuine']:,} turned) and {a['impostor']:,} impostor pairs"
-        tars = [f"{100 * a[f'{kind}tar_at_far_{far:.0e}']:.2f} %" for kind in ("", "turned_") for far in FARS]
-        every.append(f"| {name} | {' | '.join(tars)} |")
+        every.append(f"| {name} | {_tar_cells(a)} |")
     ceilings: dict[str, str] = {}  # the ceilings after the students: one row per target (twins often share one)
     for name, r in table["runs"].items():
         if (t := r.get("selected_teacher_neurons_all_pairs")) is not None:
-            tars = [f"{100 * t[f'{kind}tar_at_far_{far:.0e}']:.2f} %" for kind in ("", "turned_") for far in FARS]
-            ceilings.setdefault(" | ".join(tars), name)
+            ceilings.setdefault(_tar_cells(t), name)
     every += [f"| the teacher neurons {name} regresses | {tars} |" for tars, name in ceilings.items()]
     all_pairs = (
         "\n\nEvery pair of the photos of the identities of folds 0-4 with a face"

@@ -18,15 +18,14 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from numpy.typing import NDArray
 
-from training.config import load_config
 from training.data.feature_cache import onnx_runner
 from training.evaluate import row_cosine
 from training.paths import REPO
-from training.stages.run import Run, holdout
 from training.studies import write_table
+from training.studies.compare import holdout_set
+from training.trainer import similarity_warp
 
 log = logging.getLogger(__name__)
 
@@ -48,22 +47,11 @@ MOVES: dict[str, tuple[float, float, float, float]] = {
 def moved(crops: NDArray[np.uint8], dx: float, dy: float, scale: float, degrees: float) -> NDArray[np.uint8]:
     """``(N, S, S, 3)`` crops under one similarity transform about their centre, rounded back to uint8."""
     x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float()
-    size, a = x.shape[-1], math.radians(degrees)
-    row = [
-        [math.cos(a) / scale, -math.sin(a) / scale, 2 * dx / size],
-        [math.sin(a) / scale, math.cos(a) / scale, 2 * dy / size],
-    ]
-    theta = torch.tensor(row, dtype=torch.float32).expand(len(x), 2, 3)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    n = len(x)
+    out = similarity_warp(
+        x, torch.full((n,), dx), torch.full((n,), dy), torch.full((n,), scale), torch.full((n,), math.radians(degrees))
+    )
     return out.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
-
-
-def held_out_crops(run_dir: Path = REPO / "runs" / "ensemble-deep9", count: int = IMAGES) -> NDArray[np.uint8]:
-    run = Run(load_config(run_dir / "config.yaml"), run_dir.parent)
-    _, pairs = holdout(run)
-    images, _ = pairs.on_images()
-    return np.asarray(run.cache().load("arcface64", 0))[images[:count]]
 
 
 def sensitivity(graphs: list[Path], crops: NDArray[np.uint8]) -> dict[str, Any]:
@@ -99,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="write README.md and sensitivity.json here")
     args = parser.parse_args(argv)
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    table = sensitivity(args.graphs, held_out_crops())
+    crops, _ = holdout_set(REPO / "runs" / "ensemble-deep9")
+    table = sensitivity(args.graphs, crops[:IMAGES])
     text = markdown(table)
     if args.out:
         write_table(args.out, "sensitivity", table, text)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,8 +89,10 @@ class ViewCache:
         root.mkdir(parents=True, exist_ok=True)
         index = {"files": landmarks.files}
         index_path = root / "index.json"
-        if not index_path.exists():
-            index_path.write_text(json.dumps(index))
+        if not index_path.exists():  # written whole or not at all: runs started side by side read it at once
+            part = index_path.with_name(f"index.json.{os.getpid()}.part")
+            part.write_text(json.dumps(index))
+            os.replace(part, index_path)
         elif json.loads(index_path.read_text())["files"] != landmarks.files:
             raise RuntimeError(f"{root} was built for another image list; move it away to rebuild")
 

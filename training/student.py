@@ -271,7 +271,8 @@ NEW_BLOCK_SCALE = 0.1  # BN scale of a residual block that warm start adds: smal
 def warm_start(model: Student, source: Student) -> list[str]:
     """Initialise ``model`` from a trained ``source`` student, stage by stage, and return what kept its init.
 
-    Both must have the same widths, input size and outputs. Each stage's conv and its first residual blocks are
+    Both must have the same input size and outputs, and ``model`` as many stages, each at least as wide as the
+    source's (a wider student starts from a narrower one: :func:`_widened`). Each stage's conv and its first residual blocks are
     copied; source blocks beyond ``model``'s are dropped (a shallower student starts from a deeper one's trained
     layers). Residual blocks beyond the source's start close to the identity (BN scale ``NEW_BLOCK_SCALE``): a
     deeper student starts out computing nearly what the source computes. Not exactly: with a zero scale the
@@ -280,8 +281,11 @@ def warm_start(model: Student, source: Student) -> list[str]:
     it frees can pay for more convolutions."""
     if model.cfg.reparam or source.cfg.reparam or model.cfg.inverted_stages or source.cfg.inverted_stages:
         raise ValueError("student warm start works on plain students only (no reparam, no inverted_stages)")
-    shared = ("input_size", "channels", "stem_stride", "downsample", "out_dim")
+    shared = ("input_size", "stem_stride", "downsample", "out_dim")
     differ = [name for name in shared if getattr(source.cfg, name) != getattr(model.cfg, name)]
+    wide, narrow = model.cfg.channels, source.cfg.channels
+    if len(wide) != len(narrow) or any(w < n for w, n in zip(wide, narrow, strict=True)):
+        differ.append("number of stages, each at least as wide")
     if model.cfg.hidden > source.cfg.hidden or not model.cfg.hidden or not source.cfg.hidden:
         differ.append("hidden (or a narrower one; both with a hidden layer)")
     if differ:
@@ -303,6 +307,8 @@ def warm_start(model: Student, source: Student) -> list[str]:
         prefix = next((p for p in rename if key.startswith(p)), None)
         if prefix is not None:
             state[rename[prefix] + key[len(prefix) :]] = value
+    fresh = model.state_dict()
+    state = {key: _widened(fresh[key], value) if key in fresh else value for key, value in state.items()}
     missing: list[str] = model.load_state_dict(state, strict=False).missing_keys
     for i, layer in enumerate(model.features):
         if isinstance(layer, Residual) and f"features.{i}.body.1.weight" in missing:
@@ -310,6 +316,20 @@ def warm_start(model: Student, source: Student) -> list[str]:
             assert isinstance(bn, nn.BatchNorm2d)  # body = conv, BN, ReLU (_conv)
             nn.init.constant_(bn.weight, NEW_BLOCK_SCALE)
     return missing
+
+
+def _widened(fresh: torch.Tensor, trained: torch.Tensor) -> torch.Tensor:
+    """``trained`` in the leading slice of a wider layer's ``fresh`` tensor, so that the wider student computes what
+    the trained one does on its first channels: the new channels keep their fresh init (weights and BN), and the
+    weights from new input channels to trained output channels are zero. New channels reach the output only
+    through weights that start at zero, and learn from the first step (their outgoing weights get gradient)."""
+    if fresh.shape == trained.shape:
+        return trained
+    out = fresh.clone()
+    out[tuple(slice(0, n) for n in trained.shape)] = trained
+    if out.ndim >= 2:  # conv and linear weights: (out, in, ...)
+        out[: trained.shape[0], trained.shape[1] :] = 0
+    return out
 
 
 def prune_head(state: dict[str, torch.Tensor], hidden: int) -> dict[str, torch.Tensor]:

@@ -87,9 +87,34 @@ def test_warm_start_copies_a_trained_student_stage_by_stage() -> None:
     assert (out - without_block).norm() < 0.5 * without_block.norm()
 
 
-def test_warm_start_refuses_another_width() -> None:
-    with pytest.raises(ValueError, match="warm start"):
-        warm_start(_deep([2, 2, 0]), Student(StudentConfig(64, [16, 32, 64, 128], out_dim=192)))
+def test_warm_start_refuses_a_narrower_student_or_other_stages() -> None:
+    with pytest.raises(ValueError, match="at least as wide"):
+        warm_start(Student(StudentConfig(64, [16, 32, 64, 128], out_dim=192)), _deep([2, 2, 0]))
+    with pytest.raises(ValueError, match="at least as wide"):
+        warm_start(Student(StudentConfig(64, [24, 32, 64], out_dim=192)), _deep([2, 2, 0]))
+
+
+def test_a_wider_student_starts_computing_what_the_narrower_one_does_and_its_new_channels_learn() -> None:
+    torch.manual_seed(0)
+    source = Student(
+        StudentConfig(64, [24, 32, 64, 128], downsample="stride", blocks=[2, 2, 0], stem_blocks=1, out_dim=192)
+    )
+    for p in source.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    x = torch.rand(4, 3, 64, 64) * 255
+    source.train()
+    source(x)  # running BN statistics unlike a fresh init's
+    source.eval()
+    wide = Student(dataclasses.replace(source.cfg, channels=[32, 48, 96, 192])).eval()
+    assert warm_start(wide, source) == []
+    torch.testing.assert_close(wide(x), source(x), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(wide.features[0].weight[:24], source.features[0].weight)
+    assert wide.features[4].weight[:32, 24:].abs().sum() == 0  # new inputs do not reach the trained outputs ...
+    assert wide.features[4].weight[32:].abs().sum() > 0  # ... while the new outputs start from their fresh init
+    wide.train()
+    wide(x).square().sum().backward()
+    grad = wide.head[0].weight.grad
+    assert grad is not None and grad[:, 128:].abs().sum() > 0  # the new channels' way to the output learns
 
 
 def test_a_stem_block_is_added_by_warm_start_and_keeps_the_trained_layers() -> None:

@@ -69,8 +69,9 @@ class TrainConfig:
     jitter_scale: float = 0.04
     jitter_rotate: float = 4.0
     seed: int = 0
-    # Warm start: a run folder (e.g. "runs/ensemble-deep") whose trained student, same widths and neurons,
-    # initialises this one instead of random weights. Used once, before the first epoch.
+    # Warm start: a run folder (e.g. "runs/ensemble-deep") whose trained student (same neurons; same or narrower
+    # widths: training.student.warm_start) initialises this one instead of random weights. Used once, before
+    # the first epoch.
     init_from: str | None = None
 
 

@@ -272,13 +272,13 @@ def warm_start(model: Student, source: Student) -> list[str]:
     """Initialise ``model`` from a trained ``source`` student, stage by stage, and return what kept its init.
 
     Both must have the same input size and outputs, and ``model`` as many stages, each at least as wide as the
-    source's (a wider student starts from a narrower one: :func:`_widened`). Each stage's conv and its first residual blocks are
-    copied; source blocks beyond ``model``'s are dropped (a shallower student starts from a deeper one's trained
-    layers). Residual blocks beyond the source's start close to the identity (BN scale ``NEW_BLOCK_SCALE``): a
-    deeper student starts out computing nearly what the source computes. Not exactly: with a zero scale the
-    block's ReLU sees only zeros, passes no gradient, and the block never trains.
-    A narrower head (``hidden``) keeps the source's strongest hidden units (:func:`prune_head`): the parameters
-    it frees can pay for more convolutions."""
+    source's (a wider student starts from a narrower one: :func:`_widened`). Each stage's conv and its first
+    residual blocks are copied; source blocks beyond ``model``'s are dropped (a shallower student starts from a
+    deeper one's trained layers). Residual blocks beyond the source's start close to the identity (BN scale
+    ``NEW_BLOCK_SCALE``): a deeper student starts out computing nearly what the source computes. Not exactly: with a
+    zero scale the block's ReLU sees only zeros, passes no gradient, and the block never trains. A narrower head
+    (``hidden``) keeps the source's strongest hidden units (:func:`prune_head`): the parameters it frees can pay for
+    more convolutions."""
     if model.cfg.reparam or source.cfg.reparam or model.cfg.inverted_stages or source.cfg.inverted_stages:
         raise ValueError("student warm start works on plain students only (no reparam, no inverted_stages)")
     shared = ("input_size", "stem_stride", "downsample", "out_dim")
